@@ -1,0 +1,10 @@
+//! sea-orm entities: one module per table of the gateway's schema.
+//!
+//! Ids are UUID strings, times are UTC, JSON columns hold JSON values.
+
+pub mod asyncapi_documents;
+pub mod asyncapi_templates;
+pub mod message_brokers;
+pub mod message_call_logs;
+pub mod message_channels;
+pub mod message_definitions;

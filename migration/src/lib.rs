@@ -1,0 +1,15 @@
+//! sea-orm migrations of the gateway's schema, applied in order at start.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_core;
+
+/// The gateway's migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace: formatting, lints, unit tests
+# and the wire-level tests against real brokers and databases on loopback.
+# Installs what building the workspace needs when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# paho-mqtt builds its bundled C library with cmake.
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# The tests need Mosquitto on 1883 and PostgreSQL on 5432.
+if ! port_open 1883; then
+  if command -v mosquitto >/dev/null 2>&1; then
+    echo "starting mosquitto on 127.0.0.1:1883"
+    conf=$(mktemp)
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' >"$conf"
+    mosquitto -d -c "$conf"
+    sleep 1
+  fi
+fi
+for port in 1883 5432; do
+  if ! port_open "$port"; then
+    echo "error: nothing listens on 127.0.0.1:$port; the tests need Mosquitto (1883) and PostgreSQL (5432)" >&2
+    exit 1
+  fi
+done
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

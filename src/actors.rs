@@ -1,0 +1,14 @@
+//! The actor core: broker connections under one supervisor, one actor per
+//! broker-side subscription, the call-log writer and WebSocket sessions.
+
+pub mod connection;
+pub mod log_writer;
+pub mod subscription;
+pub mod supervisor;
+pub mod ws_session;
+
+pub use connection::{BrokerConnection, ConnectionState, ConnectionStatus};
+pub use log_writer::{CallLog, CallRecord, LogWriter};
+pub use subscription::{ChannelSubscription, Delivery};
+pub use supervisor::BrokerSupervisor;
+pub use ws_session::WsSession;

@@ -1,0 +1,404 @@
+//! BrokerConnection: one live connection to one broker, with its state,
+//! its reconnect loop and its channel subscriptions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::subscription::{AddConsumer, ChannelSubscription, Delivery, RemoveConsumer};
+use crate::broker::{
+    adapter_for, AdapterContext, AdapterEvent, BrokerError, EventsTx, Outbound, ProtocolAdapter,
+    TopicFilter,
+};
+use crate::config::BrokersConfig;
+use crate::ids::BrokerId;
+
+/// Events an adapter may queue before it has to wait for the actor.
+const EVENTS_CAPACITY: usize = 4_096;
+
+/// What the gateway knows of a broker it should connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSpec {
+    /// The broker's id.
+    pub id: BrokerId,
+    /// The protocol, such as `mqtt`.
+    pub protocol: String,
+    /// The URL to connect to.
+    pub url: String,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// The first attempt is under way.
+    Connecting,
+    /// Connected; publishes go through.
+    Connected,
+    /// The connection failed or was lost; attempts continue with backoff.
+    Reconnecting,
+    /// The broker cannot be served at all (unsupported protocol or URL).
+    Failed,
+}
+
+/// A connection's state as the status endpoint shows it.
+#[derive(Debug, Clone, Serialize, MessageResponse)]
+pub struct ConnectionStatus {
+    /// The broker's id.
+    pub broker_id: BrokerId,
+    /// The protocol.
+    pub protocol: String,
+    /// The URL.
+    pub url: String,
+    /// The current state.
+    pub state: ConnectionState,
+    /// When the current state began.
+    pub since: DateTime<Utc>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// How many times the connection was lost and re-established.
+    pub reconnects: u64,
+    /// Broker-side subscriptions held.
+    pub subscriptions: usize,
+}
+
+/// Publishes one message and waits for the broker's acknowledgement.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Publish(pub Outbound);
+
+/// Adds a consumer of `filter`, subscribing at the broker when it is the
+/// first.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct Subscribe {
+    /// The topic filter in canonical form.
+    pub filter: TopicFilter,
+    /// The QoS to subscribe with (MQTT).
+    pub qos: u8,
+    /// Key the consumer is removed by.
+    pub consumer_id: u64,
+    /// Where deliveries go; the consumer's actor holds the other end.
+    pub recipient: Recipient<Delivery>,
+}
+
+/// Removes a consumer; the broker-side subscription ends with the last one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The topic filter the consumer subscribed with.
+    pub filter: TopicFilter,
+    /// Key given at subscription.
+    pub consumer_id: u64,
+}
+
+/// Asks for the connection's status.
+#[derive(Message)]
+#[rtype(result = "ConnectionStatus")]
+pub struct GetStatus;
+
+/// Closes the connection and stops the actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+struct SubscriptionSlot {
+    subscription: Addr<ChannelSubscription>,
+    consumers: usize,
+    qos: u8,
+}
+
+/// One connection to one broker.
+pub struct BrokerConnection {
+    spec: BrokerSpec,
+    settings: BrokersConfig,
+    adapter: Result<Arc<dyn ProtocolAdapter>, BrokerError>,
+    state: ConnectionState,
+    since: DateTime<Utc>,
+    last_error: Option<String>,
+    reconnects: u64,
+    failed_attempts: u32,
+    subscriptions: HashMap<TopicFilter, SubscriptionSlot>,
+    /// Given to the adapter at each connect; this actor holds the receiver
+    /// as its stream.
+    events_tx: Option<EventsTx>,
+}
+
+impl BrokerConnection {
+    /// A connection to `spec`; it connects once started.
+    pub fn new(spec: BrokerSpec, settings: BrokersConfig, context: &AdapterContext) -> Self {
+        let adapter = adapter_for(&spec.protocol, &spec.url, context);
+        Self {
+            spec,
+            settings,
+            adapter,
+            state: ConnectionState::Connecting,
+            since: Utc::now(),
+            last_error: None,
+            reconnects: 0,
+            failed_attempts: 0,
+            subscriptions: HashMap::new(),
+            events_tx: None,
+        }
+    }
+
+    fn set_state(&mut self, state: ConnectionState, error: Option<String>) {
+        if state != self.state {
+            self.since = Utc::now();
+        }
+        self.state = state;
+        if error.is_some() {
+            self.last_error = error;
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let (Ok(adapter), Some(events_tx)) = (self.adapter.clone(), self.events_tx.clone()) else {
+            return;
+        };
+        let timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+        let attempt = async move {
+            match tokio::time::timeout(timeout, adapter.connect(events_tx)).await {
+                Ok(result) => result,
+                Err(_) => Err(BrokerError::Unavailable(format!(
+                    "connect timed out after {} ms",
+                    timeout.as_millis()
+                ))),
+            }
+        };
+        ctx.wait(
+            attempt
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(()) => act.on_connected(ctx),
+                    Err(error) => act.on_connect_failed(error, ctx),
+                }),
+        );
+    }
+
+    fn on_connected(&mut self, ctx: &mut Context<Self>) {
+        if self.failed_attempts > 0 || self.state == ConnectionState::Reconnecting {
+            self.reconnects += 1;
+        }
+        self.failed_attempts = 0;
+        self.set_state(ConnectionState::Connected, None);
+        tracing::info!(broker = %self.spec.id, url = %self.spec.url, "broker connected");
+        let filters: Vec<(TopicFilter, u8)> = self
+            .subscriptions
+            .iter()
+            .map(|(f, s)| (f.clone(), s.qos))
+            .collect();
+        for (filter, qos) in filters {
+            self.subscribe_at_broker(filter, qos, ctx);
+        }
+    }
+
+    fn on_connect_failed(&mut self, error: BrokerError, ctx: &mut Context<Self>) {
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
+        let delay = self.backoff();
+        tracing::warn!(broker = %self.spec.id, url = %self.spec.url, %error, retry_ms = delay.as_millis() as u64, "broker connection failed");
+        self.set_state(ConnectionState::Reconnecting, Some(error.to_string()));
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+
+    /// Capped exponential backoff with up to a quarter of jitter.
+    fn backoff(&self) -> Duration {
+        let exponent = self.failed_attempts.saturating_sub(1).min(16);
+        let base = self
+            .settings
+            .reconnect_initial_ms
+            .saturating_mul(1 << exponent);
+        let capped = base.min(self.settings.reconnect_max_ms);
+        let jitter_range = (capped / 4).max(1);
+        let jitter = u64::from(Utc::now().timestamp_subsec_nanos()) % jitter_range;
+        Duration::from_millis(capped - jitter_range / 2 + jitter)
+    }
+
+    fn subscribe_at_broker(&mut self, filter: TopicFilter, qos: u8, ctx: &mut Context<Self>) {
+        let Ok(adapter) = self.adapter.clone() else {
+            return;
+        };
+        let broker = self.spec.id.clone();
+        ctx.spawn(
+            async move {
+                if let Err(error) = adapter.subscribe(&filter, qos).await {
+                    tracing::warn!(%broker, %filter, %error, "broker subscription failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn status(&self) -> ConnectionStatus {
+        ConnectionStatus {
+            broker_id: self.spec.id.clone(),
+            protocol: self.spec.protocol.clone(),
+            url: self.spec.url.clone(),
+            state: self.state,
+            since: self.since,
+            last_error: self.last_error.clone(),
+            reconnects: self.reconnects,
+            subscriptions: self.subscriptions.len(),
+        }
+    }
+}
+
+impl Actor for BrokerConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Err(error) = &self.adapter {
+            tracing::error!(broker = %self.spec.id, url = %self.spec.url, %error, "broker cannot be served");
+            let message = error.to_string();
+            self.set_state(ConnectionState::Failed, Some(message));
+            return;
+        }
+        let (events_tx, events_rx) = mpsc::channel(EVENTS_CAPACITY);
+        self.events_tx = Some(events_tx);
+        ctx.add_stream(ReceiverStream::new(events_rx));
+        self.connect(ctx);
+    }
+}
+
+impl StreamHandler<AdapterEvent> for BrokerConnection {
+    fn handle(&mut self, event: AdapterEvent, ctx: &mut Self::Context) {
+        match event {
+            AdapterEvent::Message(inbound) => {
+                let delivery = Delivery::from_inbound(inbound);
+                for (filter, slot) in &self.subscriptions {
+                    if filter.matches(&delivery.topic) {
+                        slot.subscription.do_send(delivery.clone());
+                    }
+                }
+            }
+            AdapterEvent::Disconnected(reason) => {
+                if self.state != ConnectionState::Connected {
+                    return;
+                }
+                tracing::warn!(broker = %self.spec.id, url = %self.spec.url, %reason, "broker connection lost");
+                self.set_state(ConnectionState::Reconnecting, Some(reason));
+                self.failed_attempts = 1;
+                let delay = self.backoff();
+                ctx.run_later(delay, |act, ctx| act.connect(ctx));
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // The actor holds a sender itself, so the stream only ends when the
+        // actor is stopping anyway.
+    }
+}
+
+impl Handler<Publish> for BrokerConnection {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        let adapter = match (&self.adapter, self.state) {
+            (Ok(adapter), ConnectionState::Connected) => adapter.clone(),
+            (Err(error), _) => return Box::pin(std::future::ready(Err(error.clone()))),
+            (Ok(_), _) => {
+                let reason = self
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "not connected yet".into());
+                return Box::pin(std::future::ready(Err(BrokerError::Unavailable(reason))));
+            }
+        };
+        Box::pin(async move { adapter.publish(msg.0).await })
+    }
+}
+
+impl Handler<Subscribe> for BrokerConnection {
+    type Result = Result<(), BrokerError>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        if let Err(error) = &self.adapter {
+            return Err(error.clone());
+        }
+        let is_new = !self.subscriptions.contains_key(&msg.filter);
+        let slot = self
+            .subscriptions
+            .entry(msg.filter.clone())
+            .or_insert_with(|| SubscriptionSlot {
+                subscription: ChannelSubscription::new(msg.filter.clone()).start(),
+                consumers: 0,
+                qos: msg.qos,
+            });
+        slot.consumers += 1;
+        slot.subscription.do_send(AddConsumer {
+            consumer_id: msg.consumer_id,
+            recipient: msg.recipient,
+        });
+        if is_new && self.state == ConnectionState::Connected {
+            self.subscribe_at_broker(msg.filter, msg.qos, ctx);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Unsubscribe> for BrokerConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
+        let Some(slot) = self.subscriptions.get_mut(&msg.filter) else {
+            return;
+        };
+        slot.subscription.do_send(RemoveConsumer {
+            consumer_id: msg.consumer_id,
+        });
+        slot.consumers = slot.consumers.saturating_sub(1);
+        if slot.consumers > 0 {
+            return;
+        }
+        // Dropping the last address stops the subscription actor.
+        self.subscriptions.remove(&msg.filter);
+        let (Ok(adapter), ConnectionState::Connected) = (self.adapter.clone(), self.state) else {
+            return;
+        };
+        let filter = msg.filter;
+        ctx.spawn(
+            async move {
+                if let Err(error) = adapter.unsubscribe(&filter).await {
+                    tracing::debug!(%filter, %error, "broker unsubscribe failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<GetStatus> for BrokerConnection {
+    type Result = ConnectionStatus;
+
+    fn handle(&mut self, _msg: GetStatus, _ctx: &mut Self::Context) -> ConnectionStatus {
+        self.status()
+    }
+}
+
+impl Handler<Disconnect> for BrokerConnection {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
+        let adapter = self.adapter.clone().ok();
+        Box::pin(
+            async move {
+                if let Some(adapter) = adapter {
+                    adapter.disconnect().await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.subscriptions.clear();
+                tracing::info!(broker = %act.spec.id, "broker disconnected");
+                ctx.stop();
+            }),
+        )
+    }
+}

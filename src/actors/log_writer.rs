@@ -1,0 +1,176 @@
+//! LogWriter: persists call records in batched transactions without ever
+//! slowing the path that produced them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use serde_json::Value;
+
+use crate::config::CallLogConfig;
+use crate::ids::{BrokerId, CallLogId, ChannelId, DocumentId, MessageId};
+use crate::store;
+
+/// One publish or receipt to be recorded in `message_call_logs`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CallRecord {
+    /// The record's id, known to the caller before it is written.
+    pub id: CallLogId,
+    /// The channel's document, when the channel was known.
+    pub document_id: Option<DocumentId>,
+    /// The channel, when it was known.
+    pub channel_id: Option<ChannelId>,
+    /// The message definition, when one was selected.
+    pub message_id: Option<MessageId>,
+    /// The broker, when the call reached one.
+    pub broker_id: Option<BrokerId>,
+    /// `publish` or `receive`.
+    pub direction: &'static str,
+    /// The concrete address, when it was resolved.
+    pub address: Option<String>,
+    /// `delivered`, `rejected` or `failed`.
+    pub status: &'static str,
+    /// A short reason kind such as `validation`.
+    pub error_kind: Option<&'static str>,
+    /// The reason in words.
+    pub error: Option<String>,
+    /// Time to the broker's acknowledgement, in microseconds.
+    pub latency_us: Option<i64>,
+    /// Payload size in bytes.
+    pub payload_bytes: i64,
+    /// The payload, kept only when the config says so.
+    pub payload: Option<Value>,
+    /// Headers sent with the message.
+    pub headers: Option<Value>,
+    /// When the call happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Writes what is buffered; replies once it is in the database.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Batches call records and writes them.
+pub struct LogWriter {
+    db: DatabaseConnection,
+    settings: CallLogConfig,
+    buffer: Vec<CallRecord>,
+}
+
+impl LogWriter {
+    /// A writer into `db`; start it with [`LogWriter::spawn`].
+    pub fn new(db: DatabaseConnection, settings: CallLogConfig) -> Self {
+        let capacity = settings.batch_size;
+        Self {
+            db,
+            settings,
+            buffer: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Starts the writer and returns the handle producers use.
+    pub fn spawn(self) -> CallLog {
+        let capacity = self.settings.queue_capacity;
+        let addr = Self::create(|ctx| {
+            ctx.set_mailbox_capacity(capacity);
+            self
+        });
+        CallLog {
+            addr,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Writes the buffer; the actor takes no new record until it is done,
+    /// so records queue in the bounded mailbox meanwhile.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(self.settings.batch_size),
+        );
+        let db = self.db.clone();
+        let count = batch.len();
+        ctx.wait(
+            async move {
+                if let Err(error) = store::call_logs::insert_batch(&db, batch).await {
+                    tracing::error!(%error, records = count, "call log batch could not be written");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for LogWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let interval = Duration::from_millis(self.settings.flush_interval_ms.max(1));
+        ctx.run_interval(interval, |act, ctx| act.flush(ctx));
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        self.flush(ctx);
+        Running::Stop
+    }
+}
+
+impl Handler<CallRecord> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, record: CallRecord, ctx: &mut Self::Context) {
+        self.buffer.push(record);
+        if self.buffer.len() >= self.settings.batch_size {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<Flush> for LogWriter {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Flush, ctx: &mut Self::Context) -> Self::Result {
+        self.flush(ctx);
+        // `flush` holds the actor with `wait`, so this runs after the write.
+        Box::pin(async {}.into_actor(self))
+    }
+}
+
+/// The producers' handle: hands records to the LogWriter without waiting.
+#[derive(Clone)]
+pub struct CallLog {
+    addr: Addr<LogWriter>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl CallLog {
+    /// Queues `record`; when the writer's queue is full the record is
+    /// dropped and counted.
+    pub fn record(&self, record: CallRecord) {
+        if self.addr.try_send(record).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "call log queue full; records dropped");
+            }
+        }
+    }
+
+    /// Records dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued so far and waits for it.
+    pub async fn flush(&self) {
+        // A writer that has stopped has already flushed.
+        let _ = self.addr.send(Flush).await;
+    }
+}

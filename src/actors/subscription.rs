@@ -1,0 +1,117 @@
+//! ChannelSubscription: the single broker-side subscription of one topic
+//! filter, fanned out to every consumer that asked for it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::broker::{Inbound, TopicFilter};
+
+/// One message handed to a consumer.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Delivery {
+    /// The concrete topic the message arrived on.
+    pub topic: Arc<str>,
+    /// The payload: JSON when it parses as JSON, else a string.
+    pub payload: Arc<Value>,
+    /// Size of the payload in bytes.
+    pub payload_bytes: usize,
+    /// Headers, where the protocol carries them.
+    pub headers: Arc<Vec<(String, String)>>,
+    /// When the gateway received it.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// Decodes an inbound message once for all consumers.
+    pub fn from_inbound(inbound: Inbound) -> Self {
+        let payload = serde_json::from_slice(&inbound.payload).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&inbound.payload).into_owned())
+        });
+        Self {
+            topic: inbound.topic,
+            payload: Arc::new(payload),
+            payload_bytes: inbound.payload.len(),
+            headers: Arc::new(inbound.headers),
+            received_at: Utc::now(),
+        }
+    }
+}
+
+/// Adds a consumer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddConsumer {
+    /// Key the consumer is removed by.
+    pub consumer_id: u64,
+    /// Where deliveries go; the consumer's actor holds the other end.
+    pub recipient: Recipient<Delivery>,
+}
+
+/// Removes a consumer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveConsumer {
+    /// Key given when it was added.
+    pub consumer_id: u64,
+}
+
+/// Fans the messages of one topic filter out to its consumers.
+pub struct ChannelSubscription {
+    filter: TopicFilter,
+    consumers: HashMap<u64, Recipient<Delivery>>,
+}
+
+impl ChannelSubscription {
+    /// A subscription of `filter` with no consumers yet.
+    pub fn new(filter: TopicFilter) -> Self {
+        Self {
+            filter,
+            consumers: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for ChannelSubscription {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(filter = %self.filter, "channel subscription started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(filter = %self.filter, "channel subscription stopped");
+    }
+}
+
+impl Handler<AddConsumer> for ChannelSubscription {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddConsumer, _ctx: &mut Self::Context) {
+        self.consumers.insert(msg.consumer_id, msg.recipient);
+    }
+}
+
+impl Handler<RemoveConsumer> for ChannelSubscription {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveConsumer, _ctx: &mut Self::Context) {
+        self.consumers.remove(&msg.consumer_id);
+    }
+}
+
+impl Handler<Delivery> for ChannelSubscription {
+    type Result = ();
+
+    fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
+        // Consumers bound their own queues; a consumer that has stopped is
+        // removed when its RemoveConsumer arrives.
+        for recipient in self.consumers.values() {
+            recipient.do_send(msg.clone());
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! WsSession: one actor per client WebSocket. It consumes a channel's
+//! deliveries through a bounded queue and accepts publishes as text frames.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_ws::{CloseCode, CloseReason, Message as WsMessage, ProtocolError};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
+use super::subscription::Delivery;
+use crate::broker::TopicFilter;
+use crate::catalog::ChannelEntry;
+use crate::publish::{PublishRequest, Publisher};
+
+static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh consumer key, unique within the process.
+pub fn next_consumer_id() -> u64 {
+    NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A frame on its way to the client.
+enum Outgoing {
+    Text(String),
+    Pong(bytes::Bytes),
+    Close(CloseReason),
+}
+
+/// What a session needs to start.
+pub struct WsSessionParts {
+    /// The channel subscribed to.
+    pub channel: Arc<ChannelEntry>,
+    /// Parameter values given by the client; others match any value.
+    pub fixed: BTreeMap<String, String>,
+    /// The filter those values give.
+    pub filter: TopicFilter,
+    /// The connection of the channel's broker.
+    pub connection: Addr<BrokerConnection>,
+    /// Publishes the client's text frames.
+    pub publisher: Publisher,
+    /// Frames queued for the client at most.
+    pub queue_capacity: usize,
+    /// Turns true when the gateway shuts down; the gateway holds the sender.
+    pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One client WebSocket.
+pub struct WsSession {
+    parts: WsSessionParts,
+    consumer_id: u64,
+    /// Frames for the client; the writer task spawned at start holds the
+    /// receiver and owns the socket's sending half.
+    outgoing_tx: mpsc::Sender<Outgoing>,
+    closing: bool,
+}
+
+impl WsSession {
+    /// Starts a session over an upgraded socket.
+    pub fn start(
+        parts: WsSessionParts,
+        session: actix_ws::Session,
+        stream: actix_ws::MessageStream,
+    ) -> Addr<Self> {
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(parts.queue_capacity.max(1));
+        actix_web::rt::spawn(write_frames(session, outgoing_rx));
+        let shutdown = tokio_stream::wrappers::WatchStream::from_changes(parts.shutdown_rx.clone());
+        WsSession::create(|ctx| {
+            ctx.add_stream(stream);
+            ctx.add_stream(shutdown);
+            WsSession {
+                parts,
+                consumer_id: next_consumer_id(),
+                outgoing_tx,
+                closing: false,
+            }
+        })
+    }
+
+    fn send_json(&mut self, frame: &Value, ctx: &mut Context<Self>) {
+        match self.outgoing_tx.try_send(Outgoing::Text(frame.to_string())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let reason = format!(
+                    "consumer too slow: {} frames queued",
+                    self.parts.queue_capacity
+                );
+                tracing::warn!(channel = %self.parts.channel.id, "websocket consumer too slow; closing");
+                self.close(CloseCode::Policy, reason, ctx);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn close(&mut self, code: CloseCode, description: String, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let reason = CloseReason {
+            code,
+            description: Some(description),
+        };
+        let outgoing_tx = self.outgoing_tx.clone();
+        // The close frame must not be lost behind a full queue.
+        actix_web::rt::spawn(async move {
+            let _ = outgoing_tx.send(Outgoing::Close(reason)).await;
+        });
+        ctx.stop();
+    }
+
+    fn delivery_frame(&self, delivery: &Delivery) -> Option<Value> {
+        let captured = self.parts.channel.address.capture(&delivery.topic)?;
+        if self
+            .parts
+            .fixed
+            .iter()
+            .any(|(name, value)| captured.get(name) != Some(value))
+        {
+            return None;
+        }
+        let headers: serde_json::Map<String, Value> = delivery
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        Some(json!({
+            "type": "message",
+            "channel_id": self.parts.channel.id,
+            "address": &*delivery.topic,
+            "parameters": captured,
+            "payload": &*delivery.payload,
+            "headers": headers,
+            "received_at": delivery.received_at,
+        }))
+    }
+
+    fn publish_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let request: PublishRequest = match serde_json::from_str::<PublishFrame>(text) {
+            Ok(frame) => frame.into_request(self.parts.channel.id.to_string()),
+            Err(error) => {
+                let frame = json!({"type": "error", "status": 400, "title": "malformed publish frame", "detail": error.to_string()});
+                self.send_json(&frame, ctx);
+                return;
+            }
+        };
+        let publisher = self.parts.publisher.clone();
+        let reply = async move {
+            match publisher.publish(request).await {
+                Ok(outcome) => json!({"type": "published", "outcome": outcome}),
+                Err(failure) => {
+                    let problem = crate::http::problem::Problem::from_publish(&failure);
+                    json!({"type": "error", "problem": problem})
+                }
+            }
+        };
+        ctx.spawn(
+            reply
+                .into_actor(self)
+                .map(|frame, act, ctx| act.send_json(&frame, ctx)),
+        );
+    }
+}
+
+/// A publish sent as a text frame: the body of `POST /messages/publish`
+/// without the channel, which the session fixes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishFrame {
+    message_data: Value,
+    #[serde(default)]
+    parameters: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    headers: Option<serde_json::Map<String, Value>>,
+}
+
+impl PublishFrame {
+    fn into_request(self, channel_id: String) -> PublishRequest {
+        PublishRequest {
+            channel_id,
+            message_data: self.message_data,
+            parameters: self.parameters,
+            message_id: self.message_id,
+            headers: self.headers,
+        }
+    }
+}
+
+async fn write_frames(mut session: actix_ws::Session, mut outgoing_rx: mpsc::Receiver<Outgoing>) {
+    while let Some(frame) = outgoing_rx.recv().await {
+        let sent = match frame {
+            Outgoing::Text(text) => session.text(text).await,
+            Outgoing::Pong(bytes) => session.pong(&bytes).await,
+            Outgoing::Close(reason) => {
+                let _ = session.close(Some(reason)).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let subscribe = Subscribe {
+            filter: self.parts.filter.clone(),
+            qos: self.parts.channel.qos,
+            consumer_id: self.consumer_id,
+            recipient: ctx.address().recipient(),
+        };
+        let request = self.parts.connection.send(subscribe);
+        ctx.wait(
+            request
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(Ok(())) => {
+                        let frame = json!({
+                            "type": "subscribed",
+                            "channel_id": act.parts.channel.id,
+                            "filter": act.parts.filter.as_str(),
+                        });
+                        act.send_json(&frame, ctx);
+                    }
+                    Ok(Err(error)) => act.close(CloseCode::Error, error.to_string(), ctx),
+                    Err(_) => act.close(CloseCode::Error, "broker connection is gone".into(), ctx),
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let filter = self.parts.filter.clone();
+        self.parts.connection.do_send(Unsubscribe {
+            filter,
+            consumer_id: self.consumer_id,
+        });
+    }
+}
+
+impl Handler<Delivery> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
+        if let Some(frame) = self.delivery_frame(&delivery) {
+            self.send_json(&frame, ctx);
+        }
+    }
+}
+
+impl StreamHandler<Result<WsMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<WsMessage, ProtocolError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(WsMessage::Text(text)) => self.publish_text(&text, ctx),
+            Ok(WsMessage::Ping(bytes)) => {
+                let _ = self.outgoing_tx.try_send(Outgoing::Pong(bytes));
+            }
+            Ok(WsMessage::Close(_)) => {
+                self.close(CloseCode::Normal, "closed by client".into(), ctx)
+            }
+            Ok(WsMessage::Binary(_)) => self.close(
+                CloseCode::Unsupported,
+                "binary frames are not accepted; send JSON text".into(),
+                ctx,
+            ),
+            Ok(_) => {}
+            Err(error) => self.close(CloseCode::Protocol, error.to_string(), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The gateway's shutdown signal.
+impl StreamHandler<bool> for WsSession {
+    fn handle(&mut self, shutting_down: bool, ctx: &mut Self::Context) {
+        if shutting_down {
+            self.close(CloseCode::Away, "gateway is shutting down".into(), ctx);
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}

@@ -1,0 +1,229 @@
+//! AsyncAPI 3.0: servers by host, channels by id with an address, and
+//! top-level operations that point at their channel and messages.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::diagnostics::{child_pointer, Diagnostic};
+use super::load::{
+    entries, info, message, object_or_empty, required_text, substitute_variables, text, with_traits,
+};
+use super::model::{Channel, Document, Parameter, Server};
+use super::refs::{last_segment, ref_of, Refs};
+use super::traits::{merge, Precedence};
+
+/// Builds the model of a 3.0 document, reporting problems into `refs`.
+pub fn build(refs: &mut Refs, version: &str) -> Document {
+    let (title, info_version) = info(refs);
+    let servers = servers(refs);
+    let root = refs.root();
+    let default_content_type = text(root, "defaultContentType");
+    let mut channels: Vec<Channel> = entries(root, "channels")
+        .into_iter()
+        .filter_map(|(id, item)| channel(refs, id, item, default_content_type.as_deref()))
+        .collect();
+    for (id, raw) in entries(root, "operations") {
+        operation(refs, &mut channels, id, raw);
+    }
+    Document {
+        asyncapi_version: version.to_owned(),
+        title,
+        info_version,
+        servers,
+        channels,
+        resolved: refs.resolve(root, ""),
+    }
+}
+
+fn servers(refs: &mut Refs<'_>) -> Vec<Server> {
+    let root = refs.root();
+    let mut out = Vec::new();
+    for (name, raw) in entries(root, "servers") {
+        let at = child_pointer("/servers", name);
+        let Some((server, _)) = refs.follow(raw, &at) else {
+            continue;
+        };
+        let host = required_text(refs, server, &at, "host");
+        let protocol = required_text(refs, server, &at, "protocol");
+        let pathname = text(server, "pathname").unwrap_or_default();
+        let url =
+            substitute_variables(refs, &format!("{protocol}://{host}{pathname}"), server, &at);
+        out.push(Server {
+            name: name.clone(),
+            url,
+            protocol,
+            protocol_version: text(server, "protocolVersion"),
+            description: text(server, "description"),
+            bindings: refs.resolve(&object_or_empty(server.get("bindings")), &at),
+        });
+    }
+    out
+}
+
+fn channel<'a>(
+    refs: &mut Refs<'a>,
+    id: &str,
+    raw: &'a Value,
+    content_type: Option<&str>,
+) -> Option<Channel> {
+    let at = child_pointer("/channels", id);
+    let (item, _) = refs.follow(raw, &at)?;
+    let mut channel = Channel {
+        name: id.to_owned(),
+        // A channel without an address is one whose address is only known
+        // at run time; the gateway uses its id in that case.
+        address: text(item, "address").unwrap_or_else(|| id.to_owned()),
+        description: text(item, "description"),
+        parameters: parameters(refs, item, &at),
+        bindings: refs.resolve(&object_or_empty(item.get("bindings")), &at),
+        operation_bindings: object_or_empty(None),
+        servers: server_names(item),
+        client_publish: false,
+        client_subscribe: false,
+        messages: Vec::new(),
+    };
+    for (key, raw_message) in entries(item, "messages") {
+        let message_at = child_pointer(&format!("{at}/messages"), key);
+        let Some((body, _)) = refs.follow(raw_message, &message_at) else {
+            continue;
+        };
+        let resolved = with_traits(refs, body, &message_at, Precedence::ObjectWins);
+        channel
+            .messages
+            .push(message(&resolved, key.clone(), content_type));
+    }
+    Some(channel)
+}
+
+/// 3.0 parameters carry `enum`, `default` and `location` instead of a schema;
+/// the model turns them into a string schema.
+fn parameters<'a>(refs: &mut Refs<'a>, item: &'a Value, at: &str) -> BTreeMap<String, Parameter> {
+    let mut out = BTreeMap::new();
+    for (name, raw) in entries(item, "parameters") {
+        let param_at = child_pointer(&format!("{at}/parameters"), name);
+        let Some((param, _)) = refs.follow(raw, &param_at) else {
+            continue;
+        };
+        let schema = match param.get("enum") {
+            Some(values) => json!({ "type": "string", "enum": values }),
+            None => json!({ "type": "string" }),
+        };
+        let parameter = Parameter {
+            schema: Some(schema),
+            location: text(param, "location"),
+            description: text(param, "description"),
+        };
+        out.insert(name.clone(), parameter);
+    }
+    out
+}
+
+fn server_names(item: &Value) -> Vec<String> {
+    let Some(list) = item.get("servers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(ref_of)
+        .filter_map(last_segment)
+        .collect()
+}
+
+/// Applies one operation to its channel: `send` means the application sends
+/// (clients receive), `receive` means clients send.
+fn operation<'a>(refs: &mut Refs<'a>, channels: &mut [Channel], id: &str, raw: &'a Value) {
+    let at = child_pointer("/operations", id);
+    let Some((op, _)) = refs.follow(raw, &at) else {
+        return;
+    };
+    let Some(channel_ref) = op.get("channel").and_then(ref_of) else {
+        let message = "an operation must name its channel with a `$ref`";
+        refs.report(Diagnostic::new(
+            "operation-channel",
+            format!("{at}/channel"),
+            message,
+        ));
+        return;
+    };
+    let channel_key = channel_key(channel_ref);
+    let Some(channel) = channels
+        .iter_mut()
+        .find(|c| Some(&c.name) == channel_key.as_ref())
+    else {
+        let message = format!("operation channel `{channel_ref}` is not a channel of the document");
+        refs.report(Diagnostic::new(
+            "operation-channel",
+            format!("{at}/channel"),
+            message,
+        ));
+        return;
+    };
+    let clients_send = match text(op, "action").as_deref() {
+        Some("receive") => true,
+        Some("send") => false,
+        _ => {
+            let message = "`action` must be `send` or `receive`";
+            refs.report(Diagnostic::new(
+                "operation-action",
+                format!("{at}/action"),
+                message,
+            ));
+            return;
+        }
+    };
+    let resolved = with_traits(refs, op, &at, Precedence::ObjectWins);
+    merge(
+        &mut channel.operation_bindings,
+        &object_or_empty(resolved.get("bindings")),
+    );
+    channel.client_publish |= clients_send;
+    channel.client_subscribe |= !clients_send;
+    mark_messages(refs, channel, op, &at, clients_send);
+}
+
+/// Marks the messages an operation names (all of the channel's when it names
+/// none) with the operation's direction.
+fn mark_messages(
+    refs: &mut Refs<'_>,
+    channel: &mut Channel,
+    op: &Value,
+    at: &str,
+    clients_send: bool,
+) {
+    let listed: Vec<String> = op
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(ref_of)
+                .filter_map(last_segment)
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &listed {
+        if !channel.messages.iter().any(|m| &m.key == name) {
+            let message = format!(
+                "operation message `{name}` is not a message of channel `{}`",
+                channel.name
+            );
+            refs.report(Diagnostic::new(
+                "operation-messages",
+                format!("{at}/messages"),
+                message,
+            ));
+        }
+    }
+    for message in &mut channel.messages {
+        if listed.is_empty() || listed.contains(&message.key) {
+            message.client_publish |= clients_send;
+            message.client_subscribe |= !clients_send;
+        }
+    }
+}
+
+/// `#/channels/lightingMeasured` gives `lightingMeasured`.
+fn channel_key(reference: &str) -> Option<String> {
+    let rest = reference.strip_prefix("#/channels/")?;
+    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+    Some(decoded.replace("~1", "/").replace("~0", "~"))
+}

@@ -1,0 +1,120 @@
+//! Brokers: the [`ProtocolAdapter`] trait, one module per protocol, and the
+//! mapping from AsyncAPI addresses to broker topics.
+
+pub mod address;
+pub mod memory;
+pub mod mqtt;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use address::{AddressTemplate, TopicFilter};
+
+/// A message on its way to a broker.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The concrete topic, already mapped for the protocol.
+    pub topic: String,
+    /// The encoded payload.
+    pub payload: Bytes,
+    /// Headers, where the protocol carries them.
+    pub headers: Vec<(String, String)>,
+    /// MQTT quality of service (0, 1 or 2); other protocols ignore it.
+    pub qos: u8,
+    /// Whether the broker should retain the message (MQTT).
+    pub retain: bool,
+}
+
+/// A message that arrived from a broker.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The concrete topic it arrived on.
+    pub topic: Arc<str>,
+    /// The payload as received.
+    pub payload: Bytes,
+    /// Headers, where the protocol carries them.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What an adapter reports to its connection actor.
+#[derive(Debug)]
+pub enum AdapterEvent {
+    /// A message arrived on a subscribed topic.
+    Message(Inbound),
+    /// The connection was lost; the reason in words.
+    Disconnected(String),
+}
+
+/// Why a broker operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached or refused the connection.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker did not acknowledge in time.
+    #[error("broker did not acknowledge within {0} ms")]
+    Timeout(u64),
+    /// The broker refused the operation.
+    #[error("broker refused the operation: {0}")]
+    Refused(String),
+    /// The server's URL or protocol cannot be served.
+    #[error("unsupported broker: {0}")]
+    Unsupported(String),
+}
+
+/// Sender half of the events an adapter reports; its connection actor holds
+/// the receiver.
+pub type EventsTx = mpsc::Sender<AdapterEvent>;
+
+/// One broker protocol behind one connection.
+///
+/// Methods take `&self` so that publishes can run concurrently; an adapter
+/// keeps whatever state it needs behind its own synchronisation.
+#[async_trait]
+pub trait ProtocolAdapter: Send + Sync {
+    /// Connects (or reconnects) and starts reporting into `events_tx`.
+    async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError>;
+
+    /// Publishes one message, returning once the broker has taken it as far
+    /// as the protocol and QoS allow.
+    async fn publish(&self, message: Outbound) -> Result<(), BrokerError>;
+
+    /// Starts receiving messages that match `filter`.
+    async fn subscribe(&self, filter: &TopicFilter, qos: u8) -> Result<(), BrokerError>;
+
+    /// Stops receiving messages that match `filter`.
+    async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError>;
+
+    /// Closes the connection.
+    async fn disconnect(&self);
+}
+
+/// What adapters may share within one gateway process.
+#[derive(Clone, Default)]
+pub struct AdapterContext {
+    /// The in-memory broker of this gateway.
+    pub memory: memory::MemoryBus,
+    /// How long one connection attempt may take.
+    pub connect_timeout: std::time::Duration,
+}
+
+/// Builds the adapter for `protocol` at `url`.
+pub fn adapter_for(
+    protocol: &str,
+    url: &str,
+    context: &AdapterContext,
+) -> Result<Arc<dyn ProtocolAdapter>, BrokerError> {
+    match protocol {
+        "memory" => Ok(Arc::new(memory::MemoryAdapter::new(context.memory.clone()))),
+        "mqtt" => Ok(Arc::new(mqtt::MqttAdapter::new(
+            url,
+            context.connect_timeout,
+        )?)),
+        other => Err(BrokerError::Unsupported(format!(
+            "protocol `{other}` is not supported"
+        ))),
+    }
+}

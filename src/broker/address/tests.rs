@@ -1,0 +1,79 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn renders_every_placeholder() {
+    let template = AddressTemplate::parse("device/{deviceId}/data");
+    let topic = template
+        .render(&values(&[("deviceId", "sensor-001")]))
+        .expect("all values given");
+    assert_eq!(topic, "device/sensor-001/data");
+}
+
+#[test]
+fn missing_value_names_the_parameter() {
+    let template = AddressTemplate::parse("device/{deviceId}/data");
+    let err = template
+        .render(&BTreeMap::new())
+        .expect_err("deviceId is missing");
+    assert_eq!(err, AddressError::MissingParameter("deviceId".into()));
+}
+
+#[test]
+fn values_cannot_change_the_topic_structure() {
+    let template = AddressTemplate::parse("device/{deviceId}/data");
+    for bad in ["a/b", "+", "#", "", "x*"] {
+        let err = template
+            .render(&values(&[("deviceId", bad)]))
+            .expect_err(bad);
+        assert_eq!(
+            err,
+            AddressError::InvalidValue {
+                name: "deviceId".into()
+            },
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn unbound_parameters_become_single_level_wildcards() {
+    let template = AddressTemplate::parse("a/{x}/b/pre-{y}/c");
+    let filter = template
+        .filter(&values(&[("x", "1")]))
+        .expect("valid values");
+    assert_eq!(filter.as_str(), "a/1/b/+/c");
+    assert!(filter.is_wildcard());
+}
+
+#[test]
+fn capture_reads_values_back_from_a_topic() {
+    let template = AddressTemplate::parse("a/{x}/pre-{y}-post");
+    assert_eq!(
+        template.capture("a/1/pre-2-post"),
+        Some(values(&[("x", "1"), ("y", "2")]))
+    );
+    assert_eq!(template.capture("a/1/other"), None);
+    assert_eq!(template.capture("a/1/pre-2-post/extra"), None);
+    assert_eq!(template.capture("a/1"), None);
+}
+
+#[test]
+fn filters_match_like_mqtt() {
+    let filter = TopicFilter::new("a/+/c");
+    assert!(filter.matches("a/b/c"));
+    assert!(!filter.matches("a/b/c/d"));
+    assert!(!filter.matches("a/b"));
+    let rest = TopicFilter::new("a/#");
+    assert!(rest.matches("a/b/c"));
+    assert!(rest.matches("a"));
+    assert!(!TopicFilter::new("a/b").matches("a/c"));
+}

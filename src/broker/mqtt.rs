@@ -1,0 +1,188 @@
+//! MQTT 3.1.1 through paho-mqtt: publish with the binding's QoS, subscribe
+//! with topic filters, and report a lost connection to the owning actor.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use paho_mqtt as paho;
+
+use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+
+/// Default port of a plain MQTT listener.
+const DEFAULT_PORT: u16 = 1883;
+/// Keep-alive interval; a dead broker is noticed within about one and a
+/// half of these.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Options of one MQTT connection.
+#[derive(Debug, Clone)]
+pub struct MqttOptions {
+    /// paho's form of the URL: `tcp://host:port`.
+    pub server_uri: String,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+}
+
+impl MqttOptions {
+    /// Reads an `mqtt://host[:port]` URL.
+    pub fn from_url(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| BrokerError::Unsupported(format!("invalid MQTT URL `{url}`: {e}")))?;
+        match parsed.scheme() {
+            "mqtt" | "tcp" => {}
+            other => {
+                let message = format!("MQTT scheme `{other}` is not supported; use mqtt://");
+                return Err(BrokerError::Unsupported(message));
+            }
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| BrokerError::Unsupported(format!("MQTT URL `{url}` has no host")))?;
+        let port = parsed.port().unwrap_or(DEFAULT_PORT);
+        Ok(Self {
+            server_uri: format!("tcp://{host}:{port}"),
+            connect_timeout,
+        })
+    }
+}
+
+/// One MQTT connection.
+pub struct MqttAdapter {
+    client: paho::AsyncClient,
+    options: MqttOptions,
+}
+
+impl MqttAdapter {
+    /// A client for `url`, not yet connected.
+    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+        let options = MqttOptions::from_url(url, connect_timeout)?;
+        let client_id = format!("stepflow-{}", uuid::Uuid::new_v4().simple());
+        let client = paho::CreateOptionsBuilder::new()
+            .server_uri(&options.server_uri)
+            .client_id(client_id)
+            .persistence(paho::PersistenceType::None)
+            .create_client()
+            .map_err(|e| BrokerError::Unsupported(format!("cannot create MQTT client: {e}")))?;
+        Ok(Self { client, options })
+    }
+
+    fn install_callbacks(&self, events_tx: EventsTx) {
+        let lost_tx = events_tx.clone();
+        self.client.set_connection_lost_callback(move |_| {
+            let _ = lost_tx.try_send(AdapterEvent::Disconnected(
+                "connection to the MQTT broker lost".into(),
+            ));
+        });
+        // paho calls this on its own thread, so blocking there applies
+        // back-pressure to the broker instead of dropping messages.
+        self.client.set_message_callback(move |_, message| {
+            let Some(message) = message else { return };
+            let inbound = Inbound {
+                topic: message.topic().into(),
+                payload: bytes::Bytes::copy_from_slice(message.payload()),
+                headers: Vec::new(),
+            };
+            let _ = events_tx.blocking_send(AdapterEvent::Message(inbound));
+        });
+    }
+}
+
+#[async_trait]
+impl ProtocolAdapter for MqttAdapter {
+    async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
+        self.install_callbacks(events_tx);
+        let options = paho::ConnectOptionsBuilder::new_v3()
+            .keep_alive_interval(KEEP_ALIVE)
+            .clean_session(true)
+            .connect_timeout(self.options.connect_timeout)
+            .finalize();
+        self.client.connect(options).await.map(|_| ()).map_err(|e| {
+            BrokerError::Unavailable(format!(
+                "cannot connect to {}: {e}",
+                self.options.server_uri
+            ))
+        })
+    }
+
+    async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
+        if !self.client.is_connected() {
+            return Err(BrokerError::Unavailable(format!(
+                "not connected to {}",
+                self.options.server_uri
+            )));
+        }
+        let qos = i32::from(message.qos.min(2));
+        let mut builder = paho::MessageBuilder::new()
+            .topic(message.topic)
+            .payload(message.payload.to_vec())
+            .qos(qos);
+        if message.retain {
+            builder = builder.retained(true);
+        }
+        self.client
+            .publish(builder.finalize())
+            .await
+            .map_err(publish_error)
+    }
+
+    async fn subscribe(&self, filter: &TopicFilter, qos: u8) -> Result<(), BrokerError> {
+        let qos = i32::from(qos.min(2));
+        self.client
+            .subscribe(filter.as_str(), qos)
+            .await
+            .map(|_| ())
+            .map_err(|e| BrokerError::Refused(format!("MQTT subscribe to `{filter}` failed: {e}")))
+    }
+
+    async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError> {
+        self.client
+            .unsubscribe(filter.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                BrokerError::Refused(format!("MQTT unsubscribe from `{filter}` failed: {e}"))
+            })
+    }
+
+    async fn disconnect(&self) {
+        if self.client.is_connected() {
+            // The connection is going away either way.
+            let _ = self.client.disconnect(None).await;
+        }
+    }
+}
+
+fn publish_error(error: paho::Error) -> BrokerError {
+    match error {
+        paho::Error::Disconnected => {
+            BrokerError::Unavailable("disconnected from the MQTT broker".into())
+        }
+        other => BrokerError::Refused(format!("MQTT publish failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_defaults_to_the_standard_port() {
+        let options =
+            MqttOptions::from_url("mqtt://127.0.0.1", Duration::from_secs(1)).expect("valid URL");
+        assert_eq!(options.server_uri, "tcp://127.0.0.1:1883");
+    }
+
+    #[test]
+    fn url_keeps_an_explicit_port() {
+        let options = MqttOptions::from_url("mqtt://localhost:18830", Duration::from_secs(1))
+            .expect("valid URL");
+        assert_eq!(options.server_uri, "tcp://localhost:18830");
+    }
+
+    #[test]
+    fn tls_scheme_is_refused_by_name() {
+        let err =
+            MqttOptions::from_url("mqtts://127.0.0.1", Duration::from_secs(1)).expect_err("no TLS");
+        assert!(err.to_string().contains("mqtts"), "{err}");
+    }
+}

@@ -1,0 +1,318 @@
+//! The catalog: the registered documents compiled for the hot path.
+//!
+//! It is rebuilt from the stored rows, so a restarted gateway serves exactly
+//! what was registered. Readers take a snapshot without locking; a change
+//! swaps in a new snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::Addr;
+use arc_swap::ArcSwap;
+use entity::{asyncapi_documents, message_brokers, message_channels, message_definitions};
+use jsonschema::Validator;
+use serde_json::{json, Value};
+
+use crate::actors::BrokerConnection;
+use crate::asyncapi::{Diagnostic, Parameter};
+use crate::broker::AddressTemplate;
+use crate::ids::{BrokerId, ChannelId, DocumentId, MessageId};
+
+/// The catalog shared by every front; cheap to read.
+pub type SharedCatalog = Arc<ArcSwap<Catalog>>;
+
+/// Schema formats whose payloads are JSON Schema (draft 7) or AsyncAPI
+/// Schema, and can be validated as such.
+const JSON_SCHEMA_FORMATS: &[&str] = &[
+    "application/vnd.aai.asyncapi",
+    "application/vnd.aai.asyncapi+json",
+    "application/vnd.aai.asyncapi+yaml",
+    "application/schema+json;version=draft-07",
+    "application/schema+yaml;version=draft-07",
+];
+
+/// One snapshot of everything registered.
+#[derive(Default, Clone)]
+pub struct Catalog {
+    documents: HashMap<DocumentId, Arc<DocumentEntry>>,
+    channels: HashMap<ChannelId, Arc<ChannelEntry>>,
+    connections: HashMap<BrokerId, Addr<BrokerConnection>>,
+}
+
+/// A registered document as the catalog knows it.
+pub struct DocumentEntry {
+    /// The stored document row.
+    pub row: asyncapi_documents::Model,
+    /// Its channels' ids, in document order.
+    pub channel_ids: Vec<ChannelId>,
+    /// Its brokers.
+    pub brokers: Vec<message_brokers::Model>,
+}
+
+/// A channel compiled for publishing and subscribing.
+pub struct ChannelEntry {
+    /// The channel's id.
+    pub id: ChannelId,
+    /// The stored channel row.
+    pub row: message_channels::Model,
+    /// Its address as a template.
+    pub address: AddressTemplate,
+    /// Its parameters, compiled.
+    pub parameters: BTreeMap<String, ParameterEntry>,
+    /// Its messages, compiled.
+    pub messages: Vec<MessageEntry>,
+    /// The broker that carries it, if any.
+    pub broker: Option<message_brokers::Model>,
+    /// MQTT QoS from the operation bindings, 0 when none is given.
+    pub qos: u8,
+    /// MQTT retain flag from the operation bindings.
+    pub retain: bool,
+}
+
+/// A compiled channel parameter.
+pub struct ParameterEntry {
+    /// Validator of the parameter's schema, if it has one.
+    pub validator: Option<Validator>,
+    /// JSON pointer into the payload from the `location` expression.
+    pub payload_pointer: Option<String>,
+    /// JSON pointer into the headers from the `location` expression.
+    pub header_pointer: Option<String>,
+}
+
+/// A compiled message definition.
+pub struct MessageEntry {
+    /// The message's id.
+    pub id: MessageId,
+    /// The stored message row.
+    pub row: message_definitions::Model,
+    /// Validator of the payload schema, when the payload can be validated.
+    pub payload: Option<Validator>,
+    /// Validator of the headers schema, if there is one.
+    pub headers: Option<Validator>,
+    /// Why the payload is not validated, when it is not.
+    pub not_validated: Option<String>,
+}
+
+impl Catalog {
+    /// The channel with `id`.
+    pub fn channel(&self, id: &ChannelId) -> Option<&Arc<ChannelEntry>> {
+        self.channels.get(id)
+    }
+
+    /// The document with `id`.
+    pub fn document(&self, id: &DocumentId) -> Option<&Arc<DocumentEntry>> {
+        self.documents.get(id)
+    }
+
+    /// Every document, oldest first.
+    pub fn documents(&self) -> Vec<&Arc<DocumentEntry>> {
+        let mut all: Vec<_> = self.documents.values().collect();
+        all.sort_by(|a, b| (a.row.created_at, &a.row.id).cmp(&(b.row.created_at, &b.row.id)));
+        all
+    }
+
+    /// The channels of `document`, or of every document, in order.
+    pub fn channels(&self, document: Option<&DocumentId>) -> Vec<&Arc<ChannelEntry>> {
+        self.documents()
+            .into_iter()
+            .filter(|d| document.is_none_or(|id| id.as_str() == d.row.id))
+            .flat_map(|d| d.channel_ids.iter().filter_map(|id| self.channels.get(id)))
+            .collect()
+    }
+
+    /// The live connection of `broker`.
+    pub fn connection(&self, broker: &str) -> Option<&Addr<BrokerConnection>> {
+        self.connections.get(&BrokerId::from(broker))
+    }
+
+    /// A copy with `document` and its channels and connections added.
+    pub fn with_document(
+        &self,
+        document: DocumentEntry,
+        channels: Vec<ChannelEntry>,
+        connections: HashMap<BrokerId, Addr<BrokerConnection>>,
+    ) -> Catalog {
+        let mut next = self.clone();
+        for channel in channels {
+            next.channels.insert(channel.id.clone(), Arc::new(channel));
+        }
+        next.connections.extend(connections);
+        next.documents.insert(
+            DocumentId::from(document.row.id.clone()),
+            Arc::new(document),
+        );
+        next
+    }
+
+    /// A copy without `document`, its channels and its connections.
+    pub fn without_document(&self, id: &DocumentId) -> Catalog {
+        let mut next = self.clone();
+        if let Some(document) = next.documents.remove(id) {
+            for channel in &document.channel_ids {
+                next.channels.remove(channel);
+            }
+            for broker in &document.brokers {
+                next.connections.remove(&BrokerId::from(broker.id.clone()));
+            }
+        }
+        next
+    }
+}
+
+impl ChannelEntry {
+    /// Compiles a channel from its rows; `spec` is the resolved document,
+    /// against which references left by cycles are resolved.
+    pub fn compile(
+        row: message_channels::Model,
+        messages: Vec<message_definitions::Model>,
+        broker: Option<message_brokers::Model>,
+        spec: &Value,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut problems = Vec::new();
+        let parameters = compile_parameters(&row, &mut problems);
+        let messages: Vec<MessageEntry> = messages
+            .into_iter()
+            .filter_map(|m| compile_message(m, &row.name, spec, &mut problems))
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mqtt = row.operation_bindings.get("mqtt");
+        let qos = mqtt
+            .and_then(|m| m.get("qos"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(2) as u8;
+        let retain = mqtt
+            .and_then(|m| m.get("retain"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self {
+            id: ChannelId::from(row.id.clone()),
+            address: AddressTemplate::parse(&row.address),
+            row,
+            parameters,
+            messages,
+            broker,
+            qos,
+            retain,
+        })
+    }
+
+    /// The message with `id`, if the channel carries it.
+    pub fn message(&self, id: &str) -> Option<&MessageEntry> {
+        self.messages
+            .iter()
+            .find(|m| m.id.as_str() == id || m.row.name == id)
+    }
+}
+
+fn compile_parameters(
+    row: &message_channels::Model,
+    problems: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, ParameterEntry> {
+    let declared: BTreeMap<String, Parameter> =
+        serde_json::from_value(row.parameters.clone()).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for name in AddressTemplate::parse(&row.address).parameter_names() {
+        let parameter = declared.get(name).cloned().unwrap_or_default();
+        let at = format!(
+            "/channels/{}/parameters/{name}",
+            row.name.replace('~', "~0").replace('/', "~1")
+        );
+        let validator = parameter
+            .schema
+            .as_ref()
+            .and_then(|schema| compile(schema, None, &at, problems));
+        let location = parameter.location.as_deref().unwrap_or_default();
+        let entry = ParameterEntry {
+            validator,
+            payload_pointer: location
+                .strip_prefix("$message.payload#")
+                .map(str::to_owned),
+            header_pointer: location.strip_prefix("$message.header#").map(str::to_owned),
+        };
+        out.insert(name.to_owned(), entry);
+    }
+    out
+}
+
+fn compile_message(
+    row: message_definitions::Model,
+    channel: &str,
+    spec: &Value,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<MessageEntry> {
+    let at = format!(
+        "/channels/{}/messages/{}",
+        channel.replace('~', "~0").replace('/', "~1"),
+        row.name
+    );
+    let format = row
+        .schema_format
+        .as_deref()
+        .map(|f| f.split(";version=").next().unwrap_or(f));
+    let json_schema = row.schema_format.as_deref().is_none_or(|full| {
+        JSON_SCHEMA_FORMATS.contains(&full)
+            || format.is_some_and(|f| JSON_SCHEMA_FORMATS[..3].contains(&f))
+    });
+    let (payload, not_validated) = match (&row.payload_schema, json_schema) {
+        (Some(schema), true) => (
+            compile(schema, Some(spec), &format!("{at}/payload"), problems),
+            None,
+        ),
+        (Some(_), false) => {
+            let reason = format!(
+                "payload schemaFormat `{}` is not validated",
+                row.schema_format.as_deref().unwrap_or("")
+            );
+            (None, Some(reason))
+        }
+        (None, _) => (None, None),
+    };
+    let headers = row
+        .headers_schema
+        .as_ref()
+        .and_then(|schema| compile(schema, Some(spec), &format!("{at}/headers"), problems));
+    Some(MessageEntry {
+        id: MessageId::from(row.id.clone()),
+        row,
+        payload,
+        headers,
+        not_validated,
+    })
+}
+
+/// Compiles a draft-07 schema; references left in it (cycles) resolve
+/// against the document's components.
+fn compile(
+    schema: &Value,
+    spec: Option<&Value>,
+    at: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Validator> {
+    let has_refs = schema.to_string().contains("\"$ref\"");
+    let wrapped;
+    let target = match (has_refs, spec.and_then(|s| s.get("components"))) {
+        (true, Some(components)) => {
+            wrapped = json!({ "allOf": [schema], "components": components });
+            &wrapped
+        }
+        _ => schema,
+    };
+    let built = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .build(target);
+    match built {
+        Ok(validator) => Some(validator),
+        Err(error) => {
+            problems.push(Diagnostic::new(
+                "schema-compile",
+                at,
+                format!("schema cannot be compiled: {error}"),
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The gateway's configuration: plain data read from TOML and the environment.
+//!
+//! Loading only parses; nothing here opens files other than the config itself,
+//! connects or binds.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Prefix of environment variables that override config keys, with `__`
+/// between path segments: `STEPFLOW__SERVER__BIND=127.0.0.1:9000`.
+pub const ENV_PREFIX: &str = "STEPFLOW";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener and request limits.
+    pub server: ServerConfig,
+    /// Where documents and call logs are stored.
+    pub database: DatabaseConfig,
+    /// Process logs written through tracing.
+    pub logging: LoggingConfig,
+    /// The call log written to `message_call_logs`.
+    pub call_log: CallLogConfig,
+    /// Connections to brokers.
+    pub brokers: BrokersConfig,
+    /// WebSocket sessions of clients.
+    pub websocket: WebSocketConfig,
+}
+
+/// The HTTP listener and request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long a publish may wait for the broker's acknowledgement.
+    pub publish_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8000".into(),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+            publish_timeout_ms: 5_000,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+/// Where documents and call logs are stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (created on first start) or `postgres://...`.
+    pub url: String,
+    /// Largest number of pooled database connections.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/gateway.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// Process logs written through tracing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A tracing filter such as `info` or `stepflow_gateway=debug`;
+    /// `RUST_LOG` wins when set.
+    pub filter: String,
+    /// `human` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+/// How process log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The call log written to `message_call_logs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallLogConfig {
+    /// Whether payloads are kept in the call log.
+    pub keep_payloads: bool,
+    /// Records written in one transaction at most.
+    pub batch_size: usize,
+    /// Longest time a record waits before its batch is written.
+    pub flush_interval_ms: u64,
+    /// Records waiting to be written at most; beyond it they are dropped
+    /// and counted.
+    pub queue_capacity: usize,
+}
+
+impl Default for CallLogConfig {
+    fn default() -> Self {
+        Self {
+            keep_payloads: false,
+            batch_size: 512,
+            flush_interval_ms: 200,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+/// Connections to brokers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokersConfig {
+    /// How long one connection attempt may take.
+    pub connect_timeout_ms: u64,
+    /// First delay before reconnecting after a failure.
+    pub reconnect_initial_ms: u64,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BrokersConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            reconnect_initial_ms: 250,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// WebSocket sessions of clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Messages queued for one session at most; a session that falls further
+    /// behind is closed as too slow.
+    pub queue_capacity: usize,
+    /// Largest accepted frame, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1_024,
+            max_frame_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration")]
+pub struct ConfigError(#[source] config::ConfigError);
+
+impl Config {
+    /// Reads `path` (when it exists) and then the `STEPFLOW__` environment.
+    ///
+    /// A missing file is not an error: the defaults are the zero-setup
+    /// gateway (SQLite file, in-memory broker).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::from(path).required(false))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(ConfigError)
+    }
+}

@@ -1,0 +1,161 @@
+//! The running gateway: database, actors, catalog and HTTP server, started
+//! together and stopped in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use arc_swap::ArcSwap;
+use sea_orm::DatabaseConnection;
+
+use crate::actors::supervisor::Shutdown;
+use crate::actors::{BrokerSupervisor, CallLog, LogWriter};
+use crate::broker::AdapterContext;
+use crate::catalog::{Catalog, SharedCatalog};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::publish::Publisher;
+use crate::registry::{Registry, RegistryError};
+use crate::store::{self, StoreError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    /// Stored documents could not be loaded.
+    #[error("cannot restore registered documents")]
+    Restore(#[from] RegistryError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on `{bind}`")]
+    Bind {
+        /// The configured address.
+        bind: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started gateway.
+pub struct Gateway {
+    local_addr: SocketAddr,
+    server: ServerHandle,
+    server_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    supervisor: Addr<BrokerSupervisor>,
+    call_log: CallLog,
+    db: DatabaseConnection,
+    /// Tells WebSocket sessions to close; each session holds a receiver.
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Opens the database, starts the actors, restores every registered
+    /// document and starts serving HTTP. Must run inside an actix system.
+    pub async fn start(config: Config) -> Result<Self, GatewayError> {
+        let config = Arc::new(config);
+        let db = store::connect(&config.database.url, config.database.max_connections).await?;
+        let context = AdapterContext {
+            memory: Default::default(),
+            connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
+        };
+        let supervisor = BrokerSupervisor::new(config.brokers.clone(), context).start();
+        let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();
+        let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
+        let registry = Arc::new(Registry::new(
+            db.clone(),
+            catalog.clone(),
+            supervisor.clone(),
+        ));
+        let restored = registry.restore().await?;
+        let timeout = Duration::from_millis(config.server.publish_timeout_ms);
+        let publisher = Publisher::new(
+            catalog.clone(),
+            call_log.clone(),
+            timeout,
+            config.call_log.keep_payloads,
+        );
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            catalog,
+            registry,
+            publisher,
+            supervisor: supervisor.clone(),
+            call_log: call_log.clone(),
+            db: db.clone(),
+            config: config.clone(),
+            shutdown_rx,
+        };
+
+        let (server, local_addr) = serve(&config, state)?;
+        let handle = server.handle();
+        let server_task = actix_web::rt::spawn(server);
+        tracing::info!(%local_addr, documents = restored, "gateway listening");
+        Ok(Self {
+            local_addr,
+            server: handle,
+            server_task,
+            supervisor,
+            call_log,
+            db,
+            shutdown_tx,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, flushes the call
+    /// log and closes every broker connection and the database.
+    pub async fn shutdown(self) {
+        // Sessions close with "going away" so that graceful stop need not
+        // wait out their connections.
+        self.shutdown_tx.send_replace(true);
+        self.server.stop(true).await;
+        // The server task ends with the server; its result adds nothing.
+        let _ = self.server_task.await;
+        self.call_log.flush().await;
+        let _ = self.supervisor.send(Shutdown).await;
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "database did not close cleanly");
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+fn serve(
+    config: &Config,
+    state: AppState,
+) -> Result<(actix_web::dev::Server, SocketAddr), GatewayError> {
+    let bind = config.server.bind.clone();
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
+        .workers(workers)
+        .shutdown_timeout(config.server.shutdown_timeout_secs)
+        .disable_signals()
+        .bind(&bind)
+        .map_err(|source| GatewayError::Bind {
+            bind: bind.clone(),
+            source,
+        })?;
+    let local_addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| GatewayError::Bind {
+            bind: bind.clone(),
+            source: std::io::Error::other("no address bound"),
+        })?;
+    Ok((server.run(), local_addr))
+}

@@ -1,0 +1,78 @@
+//! The HTTP front: routes, shared state, and the one error mapping.
+
+mod asyncapis;
+mod channels;
+mod health;
+mod messages;
+pub mod problem;
+mod views;
+mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::web;
+use sea_orm::DatabaseConnection;
+
+use crate::actors::{BrokerSupervisor, CallLog};
+use crate::catalog::SharedCatalog;
+use crate::config::Config;
+use crate::publish::Publisher;
+use crate::registry::Registry;
+
+pub use problem::ApiError;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The compiled registered documents.
+    pub catalog: SharedCatalog,
+    /// Registers and deletes documents.
+    pub registry: Arc<Registry>,
+    /// Publishes for REST and WebSocket clients.
+    pub publisher: Publisher,
+    /// Owner of the broker connections.
+    pub supervisor: Addr<BrokerSupervisor>,
+    /// Producer handle of the call-log writer.
+    pub call_log: CallLog,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// The configuration the gateway started with.
+    pub config: Arc<Config>,
+    /// Turns true when the gateway begins to shut down; the gateway holds
+    /// the sender.
+    pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Registers every route and the request-body limits.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let limit = state.config.server.max_body_bytes;
+        cfg.app_data(web::Data::new(state))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(problem::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(problem::query_error))
+            .app_data(web::PathConfig::default().error_handler(problem::path_error))
+            .service(
+                web::resource("/asyncapis/register").route(web::post().to(asyncapis::register)),
+            )
+            .service(web::resource("/asyncapis").route(web::get().to(asyncapis::list)))
+            .service(
+                web::resource("/asyncapis/{id}")
+                    .route(web::get().to(asyncapis::get))
+                    .route(web::delete().to(asyncapis::delete)),
+            )
+            .service(web::resource("/channels").route(web::get().to(channels::list)))
+            .service(web::resource("/channels/{id}").route(web::get().to(channels::get)))
+            .service(web::resource("/messages/publish").route(web::post().to(messages::publish)))
+            .service(web::resource("/messages/{id}/schema").route(web::get().to(messages::schema)))
+            .service(web::resource("/connections/status").route(web::get().to(health::connections)))
+            .service(web::resource("/logs/recent").route(web::get().to(messages::recent_logs)))
+            .service(web::resource("/ws/{channel_id}").route(web::get().to(ws::subscribe)))
+            .service(web::resource("/health").route(web::get().to(health::health)))
+            .default_service(web::to(problem::not_found));
+    }
+}

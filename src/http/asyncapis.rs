@@ -1,0 +1,58 @@
+//! `/asyncapis`: register, list, show and delete documents.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::problem::ApiError;
+use super::{views, AppState};
+use crate::ids::DocumentId;
+use crate::registry::RegisterRequest;
+
+/// `POST /asyncapis/register`: stores and activates a document.
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let rows = state.registry.register(body.into_inner()).await?;
+    let catalog = state.catalog.load();
+    Ok(HttpResponse::Created().json(views::registered(&rows, &catalog)))
+}
+
+/// `GET /asyncapis`: every registered document.
+pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let catalog = state.catalog.load();
+    let documents: Vec<_> = catalog
+        .documents()
+        .into_iter()
+        .map(|d| views::document(d, &catalog))
+        .collect();
+    HttpResponse::Ok().json(json!({ "documents": documents }))
+}
+
+/// `GET /asyncapis/{id}`: one document, with its resolved form.
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.load();
+    let id = DocumentId::from(id.into_inner());
+    let entry = catalog.document(&id).ok_or_else(|| ApiError::NotFound {
+        what: "document",
+        id: id.to_string(),
+    })?;
+    let mut view = views::document(entry, &catalog);
+    view["spec"] = entry.row.spec.clone();
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `DELETE /asyncapis/{id}`: removes a document and its connections.
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .registry
+        .delete(&DocumentId::from(id.into_inner()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

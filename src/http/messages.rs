@@ -1,0 +1,70 @@
+//! `/messages` and `/logs`: publish, message schemas, recent call logs.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::publish::PublishRequest;
+use crate::store;
+
+/// `POST /messages/publish`: validates and publishes one message, replying
+/// once the broker has taken it.
+pub async fn publish(
+    state: web::Data<AppState>,
+    body: web::Json<PublishRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = state.publisher.publish(body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
+/// `GET /messages/{id}/schema`: a message's resolved payload and headers
+/// schemas.
+pub async fn schema(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.load();
+    let id = id.into_inner();
+    let found = catalog
+        .channels(None)
+        .into_iter()
+        .flat_map(|c| c.messages.iter().map(move |m| (c, m)))
+        .find(|(_, m)| m.id.as_str() == id);
+    let Some((channel, message)) = found else {
+        return Err(ApiError::NotFound {
+            what: "message",
+            id,
+        });
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "id": message.id,
+        "name": message.row.name,
+        "channel_id": channel.id,
+        "schema_format": message.row.schema_format,
+        "payload": message.row.payload_schema,
+        "headers": message.row.headers_schema,
+        "validated": message.payload.is_some(),
+    })))
+}
+
+/// Filters of `GET /logs/recent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only records of this channel.
+    channel_id: Option<String>,
+    /// How many records at most (default 100, at most 1000).
+    limit: Option<u64>,
+}
+
+/// `GET /logs/recent`: the newest call-log records.
+pub async fn recent_logs(
+    state: web::Data<AppState>,
+    query: web::Query<LogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let logs = store::call_logs::recent(&state.db, query.channel_id.as_deref(), limit).await?;
+    Ok(HttpResponse::Ok().json(json!({ "logs": logs, "dropped": state.call_log.dropped() })))
+}

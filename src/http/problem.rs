@@ -1,0 +1,297 @@
+//! The one place where errors become what clients see: RFC 9457 problem
+//! documents (`application/problem+json`).
+
+use actix_web::http::StatusCode;
+use actix_web::{error, HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::broker::address::AddressError;
+use crate::broker::BrokerError;
+use crate::publish::{PublishError, PublishFailure};
+use crate::registry::RegistryError;
+
+/// A problem document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short, constant summary of the kind.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Each problem found, where there are several (diagnostics, schema
+    /// violations), each with its pointer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Value>,
+    /// The channel parameter concerned, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// The call-log record of a failed publish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_log_id: Option<String>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &str, title: &'static str, detail: String) -> Self {
+        Self {
+            kind: format!("https://stepflow.dev/problems/{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors: None,
+            parameter: None,
+            call_log_id: None,
+        }
+    }
+
+    /// The problem a failed publish is reported as, on every front.
+    pub fn from_publish(failure: &PublishFailure) -> Self {
+        let detail = failure.error.to_string();
+        let mut problem = match &failure.error {
+            PublishError::UnknownChannel(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown-channel",
+                "Unknown channel",
+                detail,
+            ),
+            PublishError::UnknownMessage(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown-message",
+                "Unknown message",
+                detail,
+            ),
+            PublishError::Invalid { violations, .. } => {
+                let mut p = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "Message does not match its schema",
+                    detail,
+                );
+                p.errors = serde_json::to_value(violations).ok();
+                p
+            }
+            PublishError::Address(AddressError::MissingParameter(name)) => {
+                let mut p = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "missing-parameter",
+                    "Missing channel parameter",
+                    detail,
+                );
+                p.parameter = Some(name.clone());
+                p
+            }
+            PublishError::Address(AddressError::InvalidValue { name })
+            | PublishError::InvalidParameter { name, .. } => {
+                let mut p = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-parameter",
+                    "Invalid channel parameter",
+                    detail,
+                );
+                p.parameter = Some(name.clone());
+                p
+            }
+            PublishError::NoBroker => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker-unavailable",
+                "Broker unavailable",
+                detail,
+            ),
+            PublishError::Broker(error) => broker_problem(error),
+        };
+        problem.call_log_id = Some(failure.call_log_id.to_string());
+        problem
+    }
+}
+
+fn broker_problem(error: &BrokerError) -> Problem {
+    let detail = error.to_string();
+    match error {
+        BrokerError::Unavailable(_) | BrokerError::Unsupported(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker-unavailable",
+            "Broker unavailable",
+            detail,
+        ),
+        BrokerError::Timeout(_) => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "broker-timeout",
+            "Broker did not acknowledge",
+            detail,
+        ),
+        BrokerError::Refused(_) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "broker-refused",
+            "Broker refused the message",
+            detail,
+        ),
+    }
+}
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A publish failed.
+    #[error("{}", .0.error)]
+    Publish(PublishFailure),
+    /// A registration or deletion failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A named resource does not exist.
+    #[error("{what} `{id}` does not exist")]
+    NotFound {
+        /// What kind of resource.
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<PublishFailure> for ApiError {
+    fn from(failure: PublishFailure) -> Self {
+        ApiError::Publish(failure)
+    }
+}
+
+impl ApiError {
+    fn problem(&self) -> Problem {
+        let detail = self.to_string();
+        match self {
+            ApiError::Publish(failure) => Problem::from_publish(failure),
+            ApiError::Registry(error) => registry_problem(error),
+            ApiError::NotFound { .. } => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+            }
+            ApiError::BadRequest(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Malformed request",
+                detail,
+            ),
+            ApiError::TooLarge(_) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request body too large",
+                detail,
+            ),
+            ApiError::Database(error) => {
+                tracing::error!(%error, "database error while serving a request");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database",
+                    "Database unavailable",
+                    "the database failed; try again".into(),
+                )
+            }
+        }
+    }
+}
+
+fn registry_problem(error: &RegistryError) -> Problem {
+    let detail = error.to_string();
+    match error {
+        RegistryError::InvalidRequest { field, .. } => {
+            let mut p = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid registration",
+                detail,
+            );
+            p.errors =
+                Some(json!([{ "pointer": format!("/{field}"), "message": error.to_string() }]));
+            p
+        }
+        RegistryError::Invalid(load) => {
+            let mut p = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-asyncapi",
+                "Not a valid AsyncAPI document",
+                detail,
+            );
+            p.errors = serde_json::to_value(&load.diagnostics).ok();
+            p
+        }
+        RegistryError::NameTaken(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "name-taken",
+            "Name already registered",
+            detail,
+        ),
+        RegistryError::UnknownDocument(_) => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        }
+        RegistryError::Database(error) => {
+            tracing::error!(%error, "database error during registration");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database",
+                "Database unavailable",
+                "the database failed; nothing was stored".into(),
+            )
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        HttpResponse::build(status)
+            .content_type("application/problem+json")
+            .json(problem)
+    }
+}
+
+/// Maps a body that is not the expected JSON.
+pub fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> error::Error {
+    match err {
+        error::JsonPayloadError::Overflow { limit }
+        | error::JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes")).into()
+        }
+        error::JsonPayloadError::ContentType => ApiError::BadRequest(
+            "request body must be JSON with Content-Type: application/json".into(),
+        )
+        .into(),
+        error::JsonPayloadError::Deserialize(e) => {
+            ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
+        }
+        other => ApiError::BadRequest(format!("invalid request body: {other}")).into(),
+    }
+}
+
+/// Maps a query string that does not parse.
+pub fn query_error(err: error::QueryPayloadError, _req: &HttpRequest) -> error::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+/// Maps a path segment that does not parse.
+pub fn path_error(err: error::PathError, _req: &HttpRequest) -> error::Error {
+    ApiError::BadRequest(format!("invalid path: {err}")).into()
+}
+
+/// Answers routes that do not exist.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        what: "route",
+        id: format!("{} {}", req.method(), req.path()),
+    })
+}

@@ -1,0 +1,21 @@
+//! StepFlow Gateway: an AsyncAPI-driven message router.
+//!
+//! A registered AsyncAPI document becomes live routing: its servers become
+//! broker connections, its channels can be published to over REST and
+//! subscribed to over WebSocket, and every message is checked against its
+//! schema and logged.
+
+pub mod actors;
+pub mod asyncapi;
+pub mod broker;
+pub mod catalog;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod ids;
+pub mod publish;
+pub mod registry;
+pub mod store;
+
+pub use config::Config;
+pub use gateway::{Gateway, GatewayError};

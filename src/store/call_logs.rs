@@ -1,0 +1,57 @@
+//! Queries over `message_call_logs`.
+
+use entity::message_call_logs::{self, ActiveModel, Column, Entity};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+use crate::actors::CallRecord;
+
+/// Writes `records` in one transaction.
+pub async fn insert_batch(db: &DatabaseConnection, records: Vec<CallRecord>) -> Result<(), DbErr> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<ActiveModel> = records.into_iter().map(active_model).collect();
+    let txn = db.begin().await?;
+    // Backends cap the bind parameters of one statement; 15 columns a row
+    // keeps 200 rows well under every limit.
+    for chunk in rows.chunks(200) {
+        Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+    }
+    txn.commit().await
+}
+
+/// The newest records, newest first, optionally of one channel.
+pub async fn recent(
+    db: &DatabaseConnection,
+    channel_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<message_call_logs::Model>, DbErr> {
+    let mut query = Entity::find().order_by_desc(Column::CreatedAt).limit(limit);
+    if let Some(channel_id) = channel_id {
+        query = query.filter(Column::ChannelId.eq(channel_id));
+    }
+    query.all(db).await
+}
+
+fn active_model(record: CallRecord) -> ActiveModel {
+    ActiveModel {
+        id: Set(record.id.into()),
+        document_id: Set(record.document_id.map(Into::into)),
+        channel_id: Set(record.channel_id.map(Into::into)),
+        message_id: Set(record.message_id.map(Into::into)),
+        broker_id: Set(record.broker_id.map(Into::into)),
+        direction: Set(record.direction.to_owned()),
+        address: Set(record.address),
+        status: Set(record.status.to_owned()),
+        error_kind: Set(record.error_kind.map(str::to_owned)),
+        error: Set(record.error),
+        latency_us: Set(record.latency_us),
+        payload_bytes: Set(record.payload_bytes),
+        payload: Set(record.payload),
+        headers: Set(record.headers),
+        created_at: Set(record.created_at),
+    }
+}

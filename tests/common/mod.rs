@@ -1,0 +1,335 @@
+//! Shared helpers of the wire-level tests: a gateway on port 0 with its own
+//! database, HTTP and WebSocket clients, and a plain MQTT subscriber.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use awc::ws::Frame;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use stepflow_gateway::{Config, Gateway};
+
+/// The machine's Mosquitto.
+pub const MQTT_URL: &str = "mqtt://127.0.0.1:1883";
+
+/// Where PostgreSQL tests create their databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("STEPFLOW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A test fixture file's text.
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// The IoT document exactly as the user wrote it.
+pub fn iot_document() -> String {
+    fixture("iot-device-api.yaml")
+}
+
+/// A database for one test: a SQLite file in a temporary folder, or a
+/// fresh PostgreSQL database that is dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("nested/gateway.db").display()
+        );
+        Self {
+            url,
+            _dir: Some(dir),
+            postgres_name: None,
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        use sea_orm::ConnectionTrait as _;
+        let admin = sea_orm::Database::connect(postgres_admin_url())
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        let name = format!("stepflow_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let base = postgres_admin_url();
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').expect("URL has a database").0
+        );
+        Self {
+            url,
+            _dir: None,
+            postgres_name: Some(name),
+        }
+    }
+
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        let url = match self.url.starts_with("sqlite://") {
+            true => format!("{}?mode=rw", self.url),
+            false => self.url.clone(),
+        };
+        sea_orm::Database::connect(url)
+            .await
+            .expect("test database")
+    }
+
+    pub async fn drop_postgres(&self) {
+        use sea_orm::ConnectionTrait as _;
+        let Some(name) = &self.postgres_name else {
+            return;
+        };
+        let admin = sea_orm::Database::connect(postgres_admin_url())
+            .await
+            .expect("PostgreSQL");
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop test database");
+    }
+}
+
+/// A configuration for tests: port 0, the given database, fast flushes.
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.workers = 2;
+    config.server.publish_timeout_ms = 3_000;
+    config.database.url = db_url.into();
+    config.call_log.flush_interval_ms = 50;
+    config.brokers.connect_timeout_ms = 2_000;
+    config
+}
+
+/// A running gateway and a client for it.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub base: String,
+    pub client: awc::Client,
+}
+
+impl TestGateway {
+    pub async fn start(config: Config) -> Self {
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let base = format!("http://{}", gateway.local_addr());
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        Self {
+            gateway: Some(gateway),
+            base,
+            client,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value, String) {
+        let mut response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .send_json(body)
+            .await
+            .expect("request sent");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("body read");
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (response.status().as_u16(), value, content_type)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let bytes = response
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("body read");
+        (
+            response.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Registers a document and returns the response body, asserting 201.
+    pub async fn register(&self, name: &str, content: &str, base_url: Option<&str>) -> Value {
+        let mut body = json!({ "name": name, "asyncapi_content": content });
+        if let Some(url) = base_url {
+            body["base_url"] = json!(url);
+        }
+        let (status, value, _) = self.post("/asyncapis/register", &body).await;
+        assert_eq!(status, 201, "registration of {name} failed: {value}");
+        value
+    }
+
+    /// Opens a WebSocket subscription and waits for its `subscribed` frame.
+    pub async fn subscribe(&self, channel_id: &str, query: &str) -> WsClient {
+        let url = format!(
+            "{}/ws/{channel_id}{query}",
+            self.base.replace("http://", "ws://")
+        );
+        let (_response, framed) = self
+            .client
+            .ws(url)
+            .connect()
+            .await
+            .expect("websocket upgrade");
+        let mut ws = WsClient { framed };
+        let first = ws
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("a first frame");
+        assert_eq!(first["type"], "subscribed", "{first}");
+        ws
+    }
+}
+
+/// Channel id of the channel named `name` in a registration response.
+pub fn channel_id(registered: &Value, name: &str) -> String {
+    registered["channels"]
+        .as_array()
+        .expect("channels listed")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no channel {name} in {registered}"))["id"]
+        .as_str()
+        .expect("channel id")
+        .to_owned()
+}
+
+/// A WebSocket client of the gateway.
+pub struct WsClient {
+    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+}
+
+impl WsClient {
+    /// The next JSON text frame, or `None` after `wait`.
+    pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
+                .await
+                .ok()??;
+            match frame.expect("websocket frame") {
+                Frame::Text(bytes) => {
+                    return Some(serde_json::from_slice(&bytes).expect("JSON frame"))
+                }
+                Frame::Close(reason) => panic!("websocket closed: {reason:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next `message` frame whose payload satisfies `wanted`.
+    pub async fn next_message_where(
+        &mut self,
+        wait: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.next_json(left).await?;
+            if frame["type"] == "message" && wanted(&frame["payload"]) {
+                return Some(frame);
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.framed
+            .send(awc::ws::Message::Text(text.into()))
+            .await
+            .expect("frame sent");
+    }
+}
+
+/// A plain MQTT subscriber on the machine's Mosquitto.
+pub struct MqttProbe {
+    client: paho_mqtt::AsyncClient,
+    stream: paho_mqtt::AsyncReceiver<Option<paho_mqtt::Message>>,
+}
+
+impl MqttProbe {
+    pub async fn subscribe(filter: &str) -> Self {
+        let options = paho_mqtt::CreateOptionsBuilder::new()
+            .server_uri("tcp://127.0.0.1:1883")
+            .client_id(format!("probe-{}", uuid::Uuid::new_v4().simple()))
+            .persistence(paho_mqtt::PersistenceType::None)
+            .finalize();
+        let mut client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
+        let stream = client.get_stream(1_000);
+        client
+            .connect(None)
+            .await
+            .expect("Mosquitto on 127.0.0.1:1883");
+        client.subscribe(filter, 1).await.expect("MQTT subscribe");
+        Self { client, stream }
+    }
+
+    /// The next message as (topic, JSON payload) within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+        let message = tokio::time::timeout(wait, self.stream.recv())
+            .await
+            .ok()?
+            .ok()??;
+        let payload = serde_json::from_slice(message.payload()).expect("JSON payload");
+        Some((message.topic().to_owned(), payload))
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.disconnect(None).await;
+    }
+}
+
+/// Polls `query` until it returns `Some`, for rows the LogWriter writes in
+/// the background.
+pub async fn eventually<T, F, Fut>(wait: Duration, mut query: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(found) = query().await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Path of the test binary of the gateway.
+pub fn gateway_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stepflow-gateway"))
+}
