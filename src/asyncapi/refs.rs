@@ -38,7 +38,12 @@ impl<'a> Refs<'a> {
     }
 
     /// Records a problem found by the caller.
+    /// The same problem found twice (a reference followed from two places)
+    /// is kept once.
     pub fn report(&mut self, diagnostic: Diagnostic) {
+        if self.diagnostics.contains(&diagnostic) {
+            return;
+        }
         self.diagnostics.push(diagnostic);
     }
 

@@ -145,17 +145,18 @@ fn operation<'a>(refs: &mut Refs<'a>, channels: &mut [Channel], id: &str, raw: &
         ));
         return;
     };
-    let channel_key = channel_key(channel_ref);
-    let Some(channel) = channels
-        .iter_mut()
-        .find(|c| Some(&c.name) == channel_key.as_ref())
-    else {
-        let message = format!("operation channel `{channel_ref}` is not a channel of the document");
+    let Some(channel_key) = channel_key(channel_ref) else {
+        let message = format!("operation channel `{channel_ref}` must point into `#/channels`");
         refs.report(Diagnostic::new(
             "operation-channel",
             format!("{at}/channel"),
             message,
         ));
+        return;
+    };
+    // A reference to a channel that does not exist is reported once, as an
+    // unresolved reference, when the whole document is resolved.
+    let Some(channel) = channels.iter_mut().find(|c| c.name == channel_key) else {
         return;
     };
     let clients_send = match text(op, "action").as_deref() {

@@ -1,0 +1,95 @@
+//! The daemon as users run it: `stepflow-gateway serve`, stopped with
+//! Ctrl-C (SIGINT), flushes its call log and exits cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use sea_orm::EntityTrait as _;
+use serde_json::json;
+
+#[actix_rt::test]
+async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let config = dir.path().join("gateway.toml");
+    // A flush interval far beyond the test means only the shutdown flush can
+    // write the record.
+    let toml = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[call_log]\nflush_interval_ms = 600000\n[logging]\nformat = \"json\"\n",
+        db.url
+    );
+    std::fs::write(&config, toml).expect("config written");
+    let mut child = Command::new(gateway_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(addr) = event["fields"]["local_addr"].as_str() {
+                let _ = addr_tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("gateway logs its address");
+
+    let client = awc::Client::default();
+    let base = format!("http://{addr}");
+    let register = json!({"name": "Chat", "asyncapi_content": "asyncapi: 2.6.0\ninfo: {title: Chat, version: '1'}\nchannels:\n  lobby:\n    publish:\n      message: {payload: {type: object}}\n"});
+    let mut response = client
+        .post(format!("{base}/asyncapis/register"))
+        .send_json(&register)
+        .await
+        .expect("register");
+    assert_eq!(response.status().as_u16(), 201);
+    let registered: serde_json::Value = response.json().await.expect("JSON");
+    let channel = registered["channels"][0]["id"]
+        .as_str()
+        .expect("channel id")
+        .to_owned();
+    let publish = json!({"channel_id": channel, "message_data": {"hello": "world"}});
+    let mut response = client
+        .post(format!("{base}/messages/publish"))
+        .send_json(&publish)
+        .await
+        .expect("publish");
+    assert_eq!(response.status().as_u16(), 200);
+    let outcome: serde_json::Value = response.json().await.expect("JSON");
+    let call_log_id = outcome["call_log_id"]
+        .as_str()
+        .expect("call log id")
+        .to_owned();
+
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGINT delivered");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "gateway exited with {status}");
+
+    let conn = db.connect().await;
+    let row = entity::message_call_logs::Entity::find_by_id(call_log_id)
+        .one(&conn)
+        .await
+        .expect("query")
+        .expect("the publish was flushed at shutdown");
+    assert_eq!(row.status, "delivered");
+}
