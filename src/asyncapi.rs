@@ -4,13 +4,17 @@
 mod diagnostics;
 pub mod load;
 mod model;
+mod positions;
 mod refs;
+mod rules;
+pub mod schema;
+pub mod sources;
 mod traits;
 mod v2;
 mod v3;
 
-pub use diagnostics::{Diagnostic, LoadError};
-pub use load::{load, SourceFormat, SUPPORTED_VERSIONS};
+pub use diagnostics::{Diagnostic, LoadError, Severity};
+pub use load::{load, load_with, LoadOptions, SourceFormat, SUPPORTED_VERSIONS};
 pub use model::{Channel, Document, Message, Parameter, Server};
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use actix::Addr;
 use arc_swap::ArcSwap;
 use entity::{asyncapi_documents, message_brokers, message_channels, message_definitions};
 use jsonschema::Validator;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::actors::BrokerConnection;
+use crate::asyncapi::schema::compile_payload;
 use crate::asyncapi::{Diagnostic, Parameter};
 use crate::broker::AddressTemplate;
 use crate::ids::{BrokerId, ChannelId, DocumentId, MessageId};
@@ -283,35 +284,19 @@ fn compile_message(
     })
 }
 
-/// Compiles a draft-07 schema; references left in it (cycles) resolve
-/// against the document's components.
+/// Compiles a payload, headers or parameter schema, recording why not.
 fn compile(
     schema: &Value,
     spec: Option<&Value>,
     at: &str,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<Validator> {
-    let has_refs = schema.to_string().contains("\"$ref\"");
-    let wrapped;
-    let target = match (has_refs, spec.and_then(|s| s.get("components"))) {
-        (true, Some(components)) => {
-            wrapped = json!({ "allOf": [schema], "components": components });
-            &wrapped
-        }
-        _ => schema,
-    };
-    let built = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .should_validate_formats(true)
-        .build(target);
-    match built {
+    let empty = Value::Null;
+    match compile_payload(schema, spec.unwrap_or(&empty)) {
         Ok(validator) => Some(validator),
         Err(error) => {
-            problems.push(Diagnostic::new(
-                "schema-compile",
-                at,
-                format!("schema cannot be compiled: {error}"),
-            ));
+            let message = format!("schema cannot be compiled: {error}");
+            problems.push(Diagnostic::new("schema-compile", at, message));
             None
         }
     }

@@ -27,6 +27,25 @@ pub struct Config {
     pub brokers: BrokersConfig,
     /// WebSocket sessions of clients.
     pub websocket: WebSocketConfig,
+    /// AsyncAPI documents registered at start from files.
+    pub documents: Vec<DocumentFile>,
+}
+
+/// An AsyncAPI document file registered at start, unless a document of its
+/// name is registered already.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentFile {
+    /// Unique name of the document.
+    pub name: String,
+    /// Path of the main file; relative `$ref`s resolve against its folder.
+    pub path: std::path::PathBuf,
+    /// A URL that replaces every server's URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// URLs that replace single servers' URLs, by server name.
+    #[serde(default)]
+    pub server_urls: std::collections::BTreeMap<String, String>,
 }
 
 /// The HTTP listener and request limits.

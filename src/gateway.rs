@@ -30,6 +30,15 @@ pub enum GatewayError {
     /// Stored documents could not be loaded.
     #[error("cannot restore registered documents")]
     Restore(#[from] RegistryError),
+    /// A document the config names could not be registered.
+    #[error("cannot register document `{name}` from the config")]
+    Document {
+        /// The document's name in the config.
+        name: String,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
     /// The HTTP listener could not be bound.
     #[error("cannot listen on `{bind}`")]
     Bind {
@@ -72,6 +81,21 @@ impl Gateway {
             supervisor.clone(),
         ));
         let restored = registry.restore().await?;
+        for entry in &config.documents {
+            let loaded = registry.register_file(entry).await;
+            let loaded = loaded.map_err(|source| GatewayError::Document {
+                name: entry.name.clone(),
+                source,
+            })?;
+            match loaded {
+                Some(registered) => {
+                    tracing::info!(name = %entry.name, warnings = registered.warnings.len(), "document loaded from file")
+                }
+                None => {
+                    tracing::debug!(name = %entry.name, "document from file already registered")
+                }
+            }
+        }
         let timeout = Duration::from_millis(config.server.publish_timeout_ms);
         let publisher = Publisher::new(
             catalog.clone(),

@@ -2,6 +2,7 @@
 //! catalog entry and live broker connections.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use actix::Addr;
 use chrono::{DateTime, Utc};
@@ -16,10 +17,12 @@ use tokio::sync::Mutex;
 use crate::actors::connection::BrokerSpec;
 use crate::actors::supervisor::{EnsureBrokers, RemoveBrokers};
 use crate::actors::BrokerSupervisor;
-use crate::asyncapi::{self, Diagnostic, Document, LoadError, SourceFormat};
+use crate::asyncapi::sources::{FileMap, Folder, SourceLoader};
+use crate::asyncapi::{self, Diagnostic, Document, LoadError, LoadOptions, SourceFormat};
 use crate::catalog::{ChannelEntry, DocumentEntry, SharedCatalog};
+use crate::config::DocumentFile;
 use crate::ids::{BrokerId, ChannelId, DocumentId};
-use crate::store::documents::{self, DocumentRows};
+use crate::store::documents::{self, DocumentRows, Registered};
 
 /// Protocols the gateway can connect to; a `base_url` with one of these
 /// schemes also sets the protocol.
@@ -45,6 +48,13 @@ pub struct RegisterRequest {
     /// URLs that replace single servers' URLs, by server name.
     #[serde(default)]
     pub server_urls: BTreeMap<String, String>,
+    /// Files the document refers to with relative `$ref`s, by path relative
+    /// to the document, each as text.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// The document's own file name, against which `files` are resolved.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Why a registration was refused.
@@ -98,9 +108,54 @@ impl Registry {
     }
 
     /// Validates, stores and activates a document.
-    pub async fn register(&self, request: RegisterRequest) -> Result<DocumentRows, RegistryError> {
+    pub async fn register(&self, request: RegisterRequest) -> Result<Registered, RegistryError> {
+        let files = FileMap(request.files.clone());
+        self.register_with(request, &files).await
+    }
+
+    /// Registers a document file from disk, with the files it refers to
+    /// read from its folder; a document of that name already registered is
+    /// left as it is.
+    pub async fn register_file(
+        &self,
+        entry: &DocumentFile,
+    ) -> Result<Option<Registered>, RegistryError> {
+        if documents::name_taken(&self.db, &entry.name).await? {
+            return Ok(None);
+        }
+        let text =
+            std::fs::read_to_string(&entry.path).map_err(|e| RegistryError::InvalidRequest {
+                field: "documents.path",
+                reason: format!("cannot read `{}`: {e}", entry.path.display()),
+            })?;
+        let folder = entry
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let file_name = entry
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let request = RegisterRequest {
+            name: entry.name.clone(),
+            asyncapi_content: Value::String(text),
+            version: None,
+            base_url: entry.base_url.clone(),
+            server_urls: entry.server_urls.clone(),
+            files: BTreeMap::new(),
+            path: file_name,
+        };
+        self.register_with(request, &Folder(folder)).await.map(Some)
+    }
+
+    async fn register_with(
+        &self,
+        request: RegisterRequest,
+        loader: &dyn SourceLoader,
+    ) -> Result<Registered, RegistryError> {
         check_name(&request.name)?;
-        let (content, document, format) = parse_content(&request.asyncapi_content)?;
+        let (content, document, format) = parse_content(&request, loader)?;
         let rows = build_rows(&request, content, &document, format, Utc::now())?;
         let channels = compile(&rows)?;
 
@@ -111,7 +166,10 @@ impl Registry {
         documents::insert(&self.db, &rows).await?;
         self.activate(&rows, channels).await;
         tracing::info!(document = %rows.document.id, name = %rows.document.name, "document registered");
-        Ok(rows)
+        Ok(Registered {
+            rows,
+            warnings: document.warnings,
+        })
     }
 
     /// Activates every stored document; used at start.
@@ -193,14 +251,19 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
     })
 }
 
-fn parse_content(content: &Value) -> Result<(String, Document, SourceFormat), RegistryError> {
-    match content {
+fn parse_content(
+    request: &RegisterRequest,
+    loader: &dyn SourceLoader,
+) -> Result<(String, Document, SourceFormat), RegistryError> {
+    let path = request.path.clone().unwrap_or_else(|| "asyncapi".into());
+    let options = LoadOptions { path, loader };
+    match &request.asyncapi_content {
         Value::String(text) => {
-            let (document, format) = asyncapi::load(text)?;
+            let (document, format) = asyncapi::load_with(text, &options)?;
             Ok((text.clone(), document, format))
         }
-        Value::Object(_) => {
-            let document = asyncapi::load::load_value(content)?;
+        content @ Value::Object(_) => {
+            let document = asyncapi::load::load_value(content.clone(), &options)?;
             Ok((content.to_string(), document, SourceFormat::Json))
         }
         _ => Err(RegistryError::InvalidRequest {

@@ -2,13 +2,28 @@
 
 use serde::Serialize;
 
+/// How much a problem matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The document is refused.
+    Error,
+    /// The document is accepted; the problem is reported with it.
+    Warning,
+}
+
 /// One problem in a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// Short name of the rule that was broken, such as `unresolved-ref`.
     pub rule: &'static str,
-    /// JSON pointer to the offending value in the document.
+    /// Whether the problem refuses the document.
+    pub severity: Severity,
+    /// JSON pointer to the offending value in its file.
     pub pointer: String,
+    /// The file the value is in, when the document has a name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// What is wrong, in words.
     pub message: String,
     /// Line in the source text, where the text parser knew it.
@@ -20,11 +35,25 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A warning at `pointer`: reported, but the document is accepted.
+    pub fn warning(
+        rule: &'static str,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::new(rule, pointer, message)
+        }
+    }
+
     /// A problem at `pointer` with no text position.
     pub fn new(rule: &'static str, pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             rule,
+            severity: Severity::Error,
             pointer: pointer.into(),
+            file: None,
             message: message.into(),
             line: None,
             column: None,

@@ -3,11 +3,13 @@
 
 use serde_json::{Map, Value};
 
-use super::diagnostics::{child_pointer, Diagnostic, LoadError};
+use super::diagnostics::{child_pointer, Diagnostic, LoadError, Severity};
 use super::model::{Document, Message};
+use super::positions::Positions;
 use super::refs::Refs;
+use super::sources::{self, NoFiles, SourceLoader};
 use super::traits::{self, Precedence};
-use super::{v2, v3};
+use super::{rules, schema, v2, v3};
 
 /// The AsyncAPI versions the gateway accepts.
 pub const SUPPORTED_VERSIONS: &[&str] = &[
@@ -33,14 +35,50 @@ impl SourceFormat {
     }
 }
 
-/// Parses AsyncAPI source text (JSON or YAML) into the normalized model.
-pub fn load(text: &str) -> Result<(Document, SourceFormat), LoadError> {
-    let (root, format) = parse_text(text)?;
-    Ok((load_value(&root)?, format))
+/// Where a document comes from: its name for diagnostics, and where the
+/// files it refers to are read.
+pub struct LoadOptions<'l> {
+    /// The main document's path, relative to the loader's folder.
+    pub path: String,
+    /// Reads the files the document refers to.
+    pub loader: &'l dyn SourceLoader,
 }
 
-/// Builds the normalized model from an already parsed document.
-pub fn load_value(root: &Value) -> Result<Document, LoadError> {
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        Self {
+            path: "asyncapi".into(),
+            loader: &NoFiles,
+        }
+    }
+}
+
+/// Parses a single-file AsyncAPI text (JSON or YAML) into the model.
+pub fn load(text: &str) -> Result<(Document, SourceFormat), LoadError> {
+    load_with(text, &LoadOptions::default())
+}
+
+/// Parses an AsyncAPI text whose references may reach other files.
+pub fn load_with(text: &str, options: &LoadOptions) -> Result<(Document, SourceFormat), LoadError> {
+    let (root, format) = parse_text(text).map_err(|mut e| {
+        place(&mut e.diagnostics, None, &options.path);
+        e
+    })?;
+    let positions = Positions::of(text);
+    match load_value(root, options) {
+        Ok(mut document) => {
+            place(&mut document.warnings, Some(&positions), &options.path);
+            Ok((document, format))
+        }
+        Err(mut error) => {
+            place(&mut error.diagnostics, Some(&positions), &options.path);
+            Err(error)
+        }
+    }
+}
+
+/// Builds the model from an already parsed document.
+pub fn load_value(mut root: Value, options: &LoadOptions) -> Result<Document, LoadError> {
     if !root.is_object() {
         let message = "an AsyncAPI document must be an object at its root";
         return Err(LoadError::single(Diagnostic::new(
@@ -49,21 +87,35 @@ pub fn load_value(root: &Value) -> Result<Document, LoadError> {
             message,
         )));
     }
-    let version = check_version(root)?;
-    let mut refs = Refs::new(root);
-    let document = if version.starts_with('2') {
-        v2::build(&mut refs, version)
-    } else {
-        v3::build(&mut refs, version)
+    let version = check_version(&root)?.to_owned();
+    let external = sources::bundle(&mut root, &options.path, options.loader);
+    let mut refs = Refs::new(&root);
+    for diagnostic in external {
+        refs.report(diagnostic);
+    }
+    let document = match version.starts_with('2') {
+        true => v2::build(&mut refs, &version),
+        false => v3::build(&mut refs, &version),
     };
-    let diagnostics = refs.into_diagnostics();
-    match diagnostics.is_empty() {
-        true => Ok(document),
-        false => Err(LoadError { diagnostics }),
+    let mut diagnostics = refs.into_diagnostics();
+    let checked = match version.starts_with('2') {
+        true => schema::check(&version, &document.resolved),
+        false => schema::check(&version, &v3::schema_view(&root, &document.resolved)),
+    };
+    diagnostics.extend(checked);
+    rules::check(&document.resolved, &version, &mut diagnostics);
+    let mut document = document;
+    match diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        true => Err(LoadError { diagnostics }),
+        false => {
+            document.warnings = diagnostics;
+            Ok(document)
+        }
     }
 }
 
-fn parse_text(text: &str) -> Result<(Value, SourceFormat), LoadError> {
+/// Parses JSON or YAML text.
+pub(super) fn parse_text(text: &str) -> Result<(Value, SourceFormat), LoadError> {
     if text.trim_start().starts_with('{') {
         return serde_json::from_str(text)
             .map(|v| (v, SourceFormat::Json))
@@ -75,6 +127,21 @@ fn parse_text(text: &str) -> Result<(Value, SourceFormat), LoadError> {
             let position = e.location().map(|l| (l.line(), l.column()));
             syntax_error(format!("invalid YAML: {e}"), position)
         })
+}
+
+/// Names the main file in diagnostics that have none, and adds the line
+/// and column of those in the main file.
+fn place(diagnostics: &mut [Diagnostic], positions: Option<&Positions>, path: &str) {
+    for diagnostic in diagnostics {
+        let file = diagnostic.file.get_or_insert_with(|| path.to_owned());
+        if file != path || diagnostic.line.is_some() {
+            continue;
+        }
+        if let Some((line, column)) = positions.and_then(|p| p.locate(&diagnostic.pointer)) {
+            diagnostic.line = Some(line);
+            diagnostic.column = Some(column);
+        }
+    }
 }
 
 fn syntax_error(message: String, position: Option<(usize, usize)>) -> LoadError {
@@ -169,17 +236,26 @@ pub(super) fn substitute_variables<'a>(
         let name = &rest[open + 1..open + close];
         out.push_str(&rest[..open]);
         let var_at = child_pointer(&format!("{at}/variables"), name);
-        let default = variables
-            .and_then(|v| v.get(name))
-            .and_then(|v| refs.follow(v, &var_at))
-            .and_then(|(v, _)| text(v, "default"));
-        match default {
+        let Some(declared) = variables.and_then(|v| v.get(name)) else {
+            let message = format!("server variable `{name}` is used in the URL but not declared");
+            refs.report(Diagnostic::new("server-variables", var_at, message));
+            rest = &rest[open + close + 1..];
+            continue;
+        };
+        // Without a default the first allowed value serves; without either
+        // the placeholder stays, and connecting reports the URL as invalid.
+        let value = refs.follow(declared, &var_at).and_then(|(v, _)| {
+            text(v, "default").or_else(|| {
+                v.get("enum")?
+                    .as_array()?
+                    .first()?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        });
+        match value {
             Some(value) => out.push_str(&value),
-            None => {
-                let message =
-                    format!("server variable `{name}` is used in the URL but has no default");
-                refs.report(Diagnostic::new("server-variable", var_at, message));
-            }
+            None => out.push_str(&rest[open..=open + close]),
         }
         rest = &rest[open + close + 1..];
     }

@@ -21,6 +21,8 @@ pub struct Document {
     /// The whole document with local references resolved; a reference that
     /// would loop is kept as `{"$ref": ...}` to its enclosing definition.
     pub resolved: Value,
+    /// Problems that do not refuse the document.
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 /// A server: a broker the document's channels live on.

@@ -37,6 +37,7 @@ pub fn build(refs: &mut Refs, version: &str) -> Document {
         servers,
         channels,
         resolved: refs.resolve(root, ""),
+        warnings: Vec::new(),
     }
 }
 

@@ -33,6 +33,7 @@ pub fn build(refs: &mut Refs, version: &str) -> Document {
         servers,
         channels,
         resolved: refs.resolve(root, ""),
+        warnings: Vec::new(),
     }
 }
 
@@ -145,6 +146,7 @@ fn operation<'a>(refs: &mut Refs<'a>, channels: &mut [Channel], id: &str, raw: &
         ));
         return;
     };
+    let listed = listed_messages(refs, op, channel_ref, &at);
     let Some(channel_key) = channel_key(channel_ref) else {
         let message = format!("operation channel `{channel_ref}` must point into `#/channels`");
         refs.report(Diagnostic::new(
@@ -172,6 +174,7 @@ fn operation<'a>(refs: &mut Refs<'a>, channels: &mut [Channel], id: &str, raw: &
             return;
         }
     };
+
     let resolved = with_traits(refs, op, &at, Precedence::ObjectWins);
     merge(
         &mut channel.operation_bindings,
@@ -179,47 +182,49 @@ fn operation<'a>(refs: &mut Refs<'a>, channels: &mut [Channel], id: &str, raw: &
     );
     channel.client_publish |= clients_send;
     channel.client_subscribe |= !clients_send;
-    mark_messages(refs, channel, op, &at, clients_send);
-}
-
-/// Marks the messages an operation names (all of the channel's when it names
-/// none) with the operation's direction.
-fn mark_messages(
-    refs: &mut Refs<'_>,
-    channel: &mut Channel,
-    op: &Value,
-    at: &str,
-    clients_send: bool,
-) {
-    let listed: Vec<String> = op
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(ref_of)
-                .filter_map(last_segment)
-                .collect()
-        })
-        .unwrap_or_default();
-    for name in &listed {
-        if !channel.messages.iter().any(|m| &m.key == name) {
-            let message = format!(
-                "operation message `{name}` is not a message of channel `{}`",
-                channel.name
-            );
-            refs.report(Diagnostic::new(
-                "operation-messages",
-                format!("{at}/messages"),
-                message,
-            ));
-        }
-    }
     for message in &mut channel.messages {
-        if listed.is_empty() || listed.contains(&message.key) {
+        if listed
+            .as_ref()
+            .is_none_or(|keys| keys.contains(&message.key))
+        {
             message.client_publish |= clients_send;
             message.client_subscribe |= !clients_send;
         }
     }
+}
+
+/// The keys of the messages an operation lists (`None` when it lists none,
+/// meaning all of its channel's); each must be a reference to a message of
+/// the operation's own channel.
+fn listed_messages(
+    refs: &mut Refs<'_>,
+    op: &Value,
+    channel_ref: &str,
+    at: &str,
+) -> Option<Vec<String>> {
+    let items = op.get("messages").and_then(Value::as_array)?;
+    let prefix = format!("{}/messages/", decode(channel_ref));
+    let mut keys = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = ref_of(item)
+            .map(decode)
+            .and_then(|r| r.strip_prefix(prefix.as_str()).and_then(last_segment));
+        match key {
+            Some(key) => keys.push(key),
+            None => {
+                let message = format!("operation messages must be references to messages of its channel `{channel_ref}`");
+                let rule = "operation-messages-from-referred-channel";
+                refs.report(Diagnostic::new(rule, format!("{at}/messages/{i}"), message));
+            }
+        }
+    }
+    Some(keys)
+}
+
+fn decode(reference: &str) -> String {
+    percent_encoding::percent_decode_str(reference)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `#/channels/lightingMeasured` gives `lightingMeasured`.
@@ -227,4 +232,70 @@ fn channel_key(reference: &str) -> Option<String> {
     let rest = reference.strip_prefix("#/channels/")?;
     let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
     Some(decoded.replace("~1", "/").replace("~0", "~"))
+}
+
+/// The resolved document with the references that the 3.0 schema requires
+/// put back: an operation's `channel` and `messages` (and its reply's), and
+/// a channel's `servers`, must be `$ref`s, not the objects they name.
+pub fn schema_view(raw: &Value, resolved: &Value) -> Value {
+    let mut view = resolved.clone();
+    for section in ["/operations", "/components/operations"] {
+        restore(
+            raw,
+            &mut view,
+            section,
+            &["channel", "messages"],
+            Some("reply"),
+        );
+    }
+    for section in ["/channels", "/components/channels"] {
+        restore(raw, &mut view, section, &["servers"], None);
+    }
+    view
+}
+
+fn restore(raw: &Value, view: &mut Value, section: &str, fields: &[&str], nested: Option<&str>) {
+    let keys: Vec<String> = match view.pointer(section).and_then(Value::as_object) {
+        Some(map) => map.keys().cloned().collect(),
+        None => return,
+    };
+    for key in keys {
+        let at = child_pointer(section, &key);
+        let Some(raw_item) = follow_raw(raw, raw.pointer(&at)) else {
+            continue;
+        };
+        put_back(raw_item, view.pointer_mut(&at), fields);
+        if let Some(nested) = nested {
+            let raw_nested = follow_raw(raw, raw_item.get(nested));
+            let target = view.pointer_mut(&at).and_then(|v| v.get_mut(nested));
+            if let Some(raw_nested) = raw_nested {
+                put_back(raw_nested, target, fields);
+            }
+        }
+    }
+}
+
+fn put_back(raw_item: &Value, target: Option<&mut Value>, fields: &[&str]) {
+    let Some(Value::Object(target)) = target else {
+        return;
+    };
+    for field in fields {
+        if let Some(original) = raw_item.get(*field) {
+            target.insert((*field).to_owned(), original.clone());
+        }
+    }
+}
+
+/// Follows local references in the raw document.
+fn follow_raw<'v>(raw: &'v Value, value: Option<&'v Value>) -> Option<&'v Value> {
+    let mut current = value?;
+    for _ in 0..32 {
+        let Some(reference) = ref_of(current) else {
+            return Some(current);
+        };
+        let pointer = reference.strip_prefix('#')?;
+        current =
+            raw.pointer(&percent_encoding::percent_decode_str(pointer).decode_utf8_lossy())?;
+    }
+    None
 }

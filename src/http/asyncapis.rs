@@ -13,9 +13,11 @@ pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let rows = state.registry.register(body.into_inner()).await?;
+    let registered = state.registry.register(body.into_inner()).await?;
     let catalog = state.catalog.load();
-    Ok(HttpResponse::Created().json(views::registered(&rows, &catalog)))
+    let mut view = views::registered(&registered.rows, &catalog);
+    view["warnings"] = serde_json::to_value(&registered.warnings).unwrap_or_default();
+    Ok(HttpResponse::Created().json(view))
 }
 
 /// `GET /asyncapis`: every registered document.

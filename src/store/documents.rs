@@ -24,6 +24,15 @@ pub struct DocumentRows {
     pub brokers: Vec<message_brokers::Model>,
 }
 
+/// A registration just stored, with what was noticed but accepted.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The stored rows.
+    pub rows: DocumentRows,
+    /// Problems that did not refuse the document.
+    pub warnings: Vec<crate::asyncapi::Diagnostic>,
+}
+
 /// Whether a document named `name` exists.
 pub async fn name_taken(db: &DatabaseConnection, name: &str) -> Result<bool, DbErr> {
     let found = asyncapi_documents::Entity::find()
