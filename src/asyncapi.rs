@@ -1,6 +1,7 @@
 //! AsyncAPI documents: parsing, local `$ref` resolution, traits, and one
 //! normalized model shared by 2.x and 3.0.
 
+pub mod avro;
 mod diagnostics;
 pub mod load;
 mod model;

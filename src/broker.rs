@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-pub use address::{AddressTemplate, TopicFilter};
+pub use address::{redact_url, AddressTemplate, TopicFilter};
 
 /// A message on its way to a broker.
 #[derive(Debug, Clone)]

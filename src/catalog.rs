@@ -14,6 +14,7 @@ use jsonschema::Validator;
 use serde_json::Value;
 
 use crate::actors::BrokerConnection;
+use crate::asyncapi::avro;
 use crate::asyncapi::schema::compile_payload;
 use crate::asyncapi::{Diagnostic, Parameter};
 use crate::broker::AddressTemplate;
@@ -88,6 +89,9 @@ pub struct MessageEntry {
     pub row: message_definitions::Model,
     /// Validator of the payload schema, when the payload can be validated.
     pub payload: Option<Validator>,
+    /// The JSON Schema the payload is validated against, when it was
+    /// converted from another format (Avro).
+    pub converted: Option<Value>,
     /// Validator of the headers schema, if there is one.
     pub headers: Option<Validator>,
     /// Why the payload is not validated, when it is not.
@@ -170,7 +174,7 @@ impl ChannelEntry {
         spec: &Value,
     ) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
-        let parameters = compile_parameters(&row, &mut problems);
+        let parameters = compile_parameters(&row, spec, &mut problems);
         let messages: Vec<MessageEntry> = messages
             .into_iter()
             .filter_map(|m| compile_message(m, &row.name, spec, &mut problems))
@@ -210,6 +214,7 @@ impl ChannelEntry {
 
 fn compile_parameters(
     row: &message_channels::Model,
+    spec: &Value,
     problems: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, ParameterEntry> {
     let declared: BTreeMap<String, Parameter> =
@@ -224,7 +229,7 @@ fn compile_parameters(
         let validator = parameter
             .schema
             .as_ref()
-            .and_then(|schema| compile(schema, None, &at, problems));
+            .and_then(|schema| compile(schema, Some(spec), &at, problems));
         let location = parameter.location.as_deref().unwrap_or_default();
         let entry = ParameterEntry {
             validator,
@@ -246,30 +251,12 @@ fn compile_message(
 ) -> Option<MessageEntry> {
     let at = format!(
         "/channels/{}/messages/{}",
-        channel.replace('~', "~0").replace('/', "~1"),
-        row.name
+        escape(channel),
+        escape(&row.name)
     );
-    let format = row
-        .schema_format
-        .as_deref()
-        .map(|f| f.split(";version=").next().unwrap_or(f));
-    let json_schema = row.schema_format.as_deref().is_none_or(|full| {
-        JSON_SCHEMA_FORMATS.contains(&full)
-            || format.is_some_and(|f| JSON_SCHEMA_FORMATS[..3].contains(&f))
-    });
-    let (payload, not_validated) = match (&row.payload_schema, json_schema) {
-        (Some(schema), true) => (
-            compile(schema, Some(spec), &format!("{at}/payload"), problems),
-            None,
-        ),
-        (Some(_), false) => {
-            let reason = format!(
-                "payload schemaFormat `{}` is not validated",
-                row.schema_format.as_deref().unwrap_or("")
-            );
-            (None, Some(reason))
-        }
-        (None, _) => (None, None),
+    let (payload, converted, not_validated) = match &row.payload_schema {
+        None => (None, None, None),
+        Some(schema) => compile_payload_of(&row, schema, spec, &format!("{at}/payload"), problems),
     };
     let headers = row
         .headers_schema
@@ -279,9 +266,56 @@ fn compile_message(
         id: MessageId::from(row.id.clone()),
         row,
         payload,
+        converted,
         headers,
         not_validated,
     })
+}
+
+/// The payload validator for the message's schema format: JSON Schema and
+/// AsyncAPI Schema as they are, Avro through its JSON Schema equivalent,
+/// anything else not validated (and said so).
+fn compile_payload_of(
+    row: &message_definitions::Model,
+    schema: &Value,
+    spec: &Value,
+    at: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> (Option<Validator>, Option<Value>, Option<String>) {
+    let format = row.schema_format.as_deref().unwrap_or_default();
+    let base = format.split(";version=").next().unwrap_or(format);
+    if format.is_empty()
+        || JSON_SCHEMA_FORMATS.contains(&format)
+        || JSON_SCHEMA_FORMATS[..3].contains(&base)
+    {
+        return (compile(schema, Some(spec), at, problems), None, None);
+    }
+    if !avro::is_avro(format) {
+        return (
+            None,
+            None,
+            Some(format!("payload schemaFormat `{format}` is not validated")),
+        );
+    }
+    match avro::to_json_schema(schema) {
+        Ok(converted) => (
+            compile(&converted, None, at, problems),
+            Some(converted),
+            None,
+        ),
+        Err(error) => {
+            problems.push(Diagnostic::new(
+                "avro-schema",
+                at,
+                format!("invalid Avro schema: {error}"),
+            ));
+            (None, None, None)
+        }
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// Compiles a payload, headers or parameter schema, recording why not.

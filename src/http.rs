@@ -57,22 +57,32 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(problem::query_error))
             .app_data(web::PathConfig::default().error_handler(problem::path_error))
             .service(
-                web::resource("/asyncapis/register").route(web::post().to(asyncapis::register)),
+                resource("/asyncapis/register", "POST").route(web::post().to(asyncapis::register)),
             )
-            .service(web::resource("/asyncapis").route(web::get().to(asyncapis::list)))
+            .service(resource("/asyncapis", "GET").route(web::get().to(asyncapis::list)))
             .service(
-                web::resource("/asyncapis/{id}")
+                resource("/asyncapis/{id}", "GET, DELETE")
                     .route(web::get().to(asyncapis::get))
                     .route(web::delete().to(asyncapis::delete)),
             )
-            .service(web::resource("/channels").route(web::get().to(channels::list)))
-            .service(web::resource("/channels/{id}").route(web::get().to(channels::get)))
-            .service(web::resource("/messages/publish").route(web::post().to(messages::publish)))
-            .service(web::resource("/messages/{id}/schema").route(web::get().to(messages::schema)))
-            .service(web::resource("/connections/status").route(web::get().to(health::connections)))
-            .service(web::resource("/logs/recent").route(web::get().to(messages::recent_logs)))
-            .service(web::resource("/ws/{channel_id}").route(web::get().to(ws::subscribe)))
-            .service(web::resource("/health").route(web::get().to(health::health)))
+            .service(resource("/channels", "GET").route(web::get().to(channels::list)))
+            .service(resource("/channels/{id}", "GET").route(web::get().to(channels::get)))
+            .service(resource("/messages/publish", "POST").route(web::post().to(messages::publish)))
+            .service(
+                resource("/messages/{id}/schema", "GET").route(web::get().to(messages::schema)),
+            )
+            .service(
+                resource("/connections/status", "GET").route(web::get().to(health::connections)),
+            )
+            .service(resource("/logs/recent", "GET").route(web::get().to(messages::recent_logs)))
+            .service(resource("/ws/{channel_id}", "GET").route(web::get().to(ws::subscribe)))
+            .service(resource("/health", "GET").route(web::get().to(health::health)))
             .default_service(web::to(problem::not_found));
     }
+}
+
+/// A route whose unsupported methods answer 405 with a problem document
+/// and the `Allow` header.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || problem::method_not_allowed(allow)))
 }

@@ -65,7 +65,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&config.logging.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match config.logging.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

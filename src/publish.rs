@@ -384,7 +384,7 @@ fn parameter_values(
 }
 
 /// A value passes as a string, or as the number it spells.
-fn check_parameter(
+pub(crate) fn check_parameter(
     validator: &jsonschema::Validator,
     name: &str,
     text: &str,

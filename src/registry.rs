@@ -241,8 +241,9 @@ impl Registry {
 fn check_name(name: &str) -> Result<(), RegistryError> {
     let reason = match name.trim() {
         "" => "must not be empty",
-        n if n.len() > 200 => "must be at most 200 characters",
+        n if n.chars().count() > 200 => "must be at most 200 characters",
         n if n != name => "must not start or end with white space",
+        n if n.chars().any(char::is_control) => "must not contain control characters",
         _ => return Ok(()),
     };
     Err(RegistryError::InvalidRequest {
@@ -400,7 +401,14 @@ fn effective_protocol(
     };
     match (field, KNOWN_PROTOCOLS.contains(&scheme.as_str())) {
         (Some(_), true) => Ok(scheme),
-        _ => Ok(declared.to_owned()),
+        (Some(field), false) => Err(RegistryError::InvalidRequest {
+            field,
+            reason: format!(
+                "scheme `{scheme}` is not a broker protocol the gateway serves ({})",
+                KNOWN_PROTOCOLS.join(", ")
+            ),
+        }),
+        (None, _) => Ok(declared.to_owned()),
     }
 }
 

@@ -173,3 +173,105 @@ fn diagnostics_carry_file_line_and_column() {
     );
     assert!(tags.line.is_some() && tags.column.is_some(), "{tags:?}");
 }
+
+mod common;
+
+/// Every file of the corpus group that `main` belongs to, by path relative
+/// to `main`'s folder, as a client sends neighbours with a registration.
+fn neighbours(main: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let folder = main.parent().expect("folder");
+    let group = folder.parent().expect("group folder");
+    let mut files = serde_json::Map::new();
+    let mut pending = vec![group.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("corpus folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path != main {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                files.insert(relative(folder, &path), serde_json::Value::String(text));
+            }
+        }
+    }
+    files
+}
+
+fn relative(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let shared = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> =
+        std::iter::repeat_n("..".to_owned(), from.len() - shared).collect();
+    parts.extend(
+        to[shared..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+#[actix_rt::test]
+async fn every_valid_document_registers_with_its_neighbours() {
+    let db = common::TestDb::sqlite();
+    let gw = common::TestGateway::start(common::test_config(&db.url)).await;
+    let mut failures = Vec::new();
+    let valid: Vec<Row> = manifest_rows()
+        .into_iter()
+        .filter(|r| r.expected.starts_with("valid"))
+        .collect();
+    assert_eq!(valid.len(), 73, "48 valid 2.x and 25 valid 3.0 documents");
+    for row in &valid {
+        let path = corpus_dir().join(&row.file);
+        let body = serde_json::json!({
+            "name": row.file,
+            "asyncapi_content": std::fs::read_to_string(&path).expect("corpus file"),
+            "path": path.file_name().expect("name").to_string_lossy(),
+            "files": neighbours(&path),
+            // No connection leaves this machine: every server is the memory broker.
+            "base_url": "memory://local",
+        });
+        let (status, response, _) = gw.post("/asyncapis/register", &body).await;
+        if status != 201 {
+            failures.push(format!("{}: {status} {}", row.file, response["detail"]));
+            continue;
+        }
+        let id = response["id"].as_str().expect("document id");
+        let (status, channels) = gw
+            .get(&format!("/channels?asyncapi_document_id={id}"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(channels["channels"], response["channels"], "{}", row.file);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} registrations failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    gw.stop().await;
+}
+
+#[test]
+fn avro_payloads_are_validated_through_their_json_schema() {
+    let path = "examples/v3/converter-js/from-2.6.0-with-custom-schema-format.yml";
+    let text = std::fs::read_to_string(corpus_dir().join(path)).expect("corpus file");
+    let (document, _) = stepflow_gateway::asyncapi::load(&text).expect("valid document");
+    let message = &document.channels[0].messages[0];
+    assert!(
+        message
+            .schema_format
+            .as_deref()
+            .is_some_and(|f| f.contains("avro")),
+        "{message:?}"
+    );
+    let schema = stepflow_gateway::asyncapi::avro::to_json_schema(
+        message.payload.as_ref().expect("payload"),
+    )
+    .expect("converts");
+    assert_eq!(
+        schema["definitions"].as_object().map(|d| d.len()),
+        Some(1),
+        "{schema}"
+    );
+}

@@ -297,3 +297,36 @@ async fn a_rejected_registration_stores_nothing() {
     assert_eq!(documents.len(), 1);
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_multi_file_registration_names_a_missing_neighbour() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let main = "asyncapi: 2.6.0\ninfo: {title: Split, version: '1'}\nchannels:\n  a:\n    publish:\n      message: {$ref: './messages.yaml#/Hello'}\n";
+    let body = json!({"name": "Split", "asyncapi_content": main, "path": "api.yaml"});
+    let (status, problem, _) = gw.post("/asyncapis/register", &body).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["rule"], "unresolved-ref");
+    assert_eq!(problem["errors"][0]["file"], "api.yaml");
+    assert_eq!(problem["errors"][0]["line"], 6);
+    assert!(problem["errors"][0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("messages.yaml"));
+
+    let files = json!({"messages.yaml": "Hello:\n  payload: {type: object, required: [text]}\n"});
+    let body =
+        json!({"name": "Split", "asyncapi_content": main, "path": "api.yaml", "files": files});
+    let registered = gw.post("/asyncapis/register", &body).await;
+    assert_eq!(registered.0, 201, "{}", registered.1);
+    let channel = channel_id(&registered.1, "a");
+    let (status, problem, _) = gw
+        .post(
+            "/messages/publish",
+            &json!({"channel_id": channel, "message_data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(status, 422, "the neighbour's schema applies: {problem}");
+    assert_eq!(problem["errors"][0]["rule"], "required");
+    gw.stop().await;
+}

@@ -11,10 +11,12 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::subscription::{AddConsumer, ChannelSubscription, Delivery, RemoveConsumer};
+use super::subscription::{
+    AddConsumer, ChannelSubscription, ConsumerAddr, Delivery, EndSubscription, RemoveConsumer,
+};
 use crate::broker::{
-    adapter_for, AdapterContext, AdapterEvent, BrokerError, EventsTx, Outbound, ProtocolAdapter,
-    TopicFilter,
+    adapter_for, redact_url, AdapterContext, AdapterEvent, BrokerError, EventsTx, Outbound,
+    ProtocolAdapter, TopicFilter,
 };
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
@@ -84,8 +86,8 @@ pub struct Subscribe {
     pub qos: u8,
     /// Key the consumer is removed by.
     pub consumer_id: u64,
-    /// Where deliveries go; the consumer's actor holds the other end.
-    pub recipient: Recipient<Delivery>,
+    /// Where its messages go.
+    pub consumer: ConsumerAddr,
 }
 
 /// Removes a consumer; the broker-side subscription ends with the last one.
@@ -103,10 +105,14 @@ pub struct Unsubscribe {
 #[rtype(result = "ConnectionStatus")]
 pub struct GetStatus;
 
-/// Closes the connection and stops the actor.
+/// Closes the connection and stops the actor; every consumer is told the
+/// reason.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Disconnect;
+pub struct Disconnect {
+    /// Why, in words a client can be shown.
+    pub reason: String,
+}
 
 struct SubscriptionSlot {
     subscription: Addr<ChannelSubscription>,
@@ -188,7 +194,7 @@ impl BrokerConnection {
         }
         self.failed_attempts = 0;
         self.set_state(ConnectionState::Connected, None);
-        tracing::info!(broker = %self.spec.id, url = %self.spec.url, "broker connected");
+        tracing::info!(broker = %self.spec.id, url = %redact_url(&self.spec.url), "broker connected");
         let filters: Vec<(TopicFilter, u8)> = self
             .subscriptions
             .iter()
@@ -202,7 +208,7 @@ impl BrokerConnection {
     fn on_connect_failed(&mut self, error: BrokerError, ctx: &mut Context<Self>) {
         self.failed_attempts = self.failed_attempts.saturating_add(1);
         let delay = self.backoff();
-        tracing::warn!(broker = %self.spec.id, url = %self.spec.url, %error, retry_ms = delay.as_millis() as u64, "broker connection failed");
+        tracing::warn!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %error, retry_ms = delay.as_millis() as u64, "broker connection failed");
         self.set_state(ConnectionState::Reconnecting, Some(error.to_string()));
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
@@ -239,7 +245,7 @@ impl BrokerConnection {
         ConnectionStatus {
             broker_id: self.spec.id.clone(),
             protocol: self.spec.protocol.clone(),
-            url: self.spec.url.clone(),
+            url: redact_url(&self.spec.url),
             state: self.state,
             since: self.since,
             last_error: self.last_error.clone(),
@@ -254,7 +260,7 @@ impl Actor for BrokerConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Err(error) = &self.adapter {
-            tracing::error!(broker = %self.spec.id, url = %self.spec.url, %error, "broker cannot be served");
+            tracing::error!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %error, "broker cannot be served");
             let message = error.to_string();
             self.set_state(ConnectionState::Failed, Some(message));
             return;
@@ -281,7 +287,7 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
                 if self.state != ConnectionState::Connected {
                     return;
                 }
-                tracing::warn!(broker = %self.spec.id, url = %self.spec.url, %reason, "broker connection lost");
+                tracing::warn!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %reason, "broker connection lost");
                 self.set_state(ConnectionState::Reconnecting, Some(reason));
                 self.failed_attempts = 1;
                 let delay = self.backoff();
@@ -334,7 +340,7 @@ impl Handler<Subscribe> for BrokerConnection {
         slot.consumers += 1;
         slot.subscription.do_send(AddConsumer {
             consumer_id: msg.consumer_id,
-            recipient: msg.recipient,
+            consumer: msg.consumer,
         });
         if is_new && self.state == ConnectionState::Connected {
             self.subscribe_at_broker(msg.filter, msg.qos, ctx);
@@ -385,7 +391,12 @@ impl Handler<GetStatus> for BrokerConnection {
 impl Handler<Disconnect> for BrokerConnection {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
+        for slot in self.subscriptions.values() {
+            slot.subscription.do_send(EndSubscription {
+                reason: msg.reason.clone(),
+            });
+        }
         let adapter = self.adapter.clone().ok();
         Box::pin(
             async move {

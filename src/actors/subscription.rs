@@ -42,14 +42,39 @@ impl Delivery {
     }
 }
 
+/// Tells a consumer that its subscription has ended and why.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubscriptionEnded {
+    /// Why, in words a client can be shown.
+    pub reason: String,
+}
+
+/// Where a consumer's messages go; its actor holds the other ends.
+#[derive(Clone)]
+pub struct ConsumerAddr {
+    /// Receives each delivery.
+    pub deliveries: Recipient<Delivery>,
+    /// Receives the end of the subscription.
+    pub ended: Recipient<SubscriptionEnded>,
+}
+
 /// Adds a consumer.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddConsumer {
     /// Key the consumer is removed by.
     pub consumer_id: u64,
-    /// Where deliveries go; the consumer's actor holds the other end.
-    pub recipient: Recipient<Delivery>,
+    /// Where its messages go.
+    pub consumer: ConsumerAddr,
+}
+
+/// Ends the subscription: every consumer is told why, then it stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndSubscription {
+    /// Why, in words a client can be shown.
+    pub reason: String,
 }
 
 /// Removes a consumer.
@@ -63,7 +88,7 @@ pub struct RemoveConsumer {
 /// Fans the messages of one topic filter out to its consumers.
 pub struct ChannelSubscription {
     filter: TopicFilter,
-    consumers: HashMap<u64, Recipient<Delivery>>,
+    consumers: HashMap<u64, ConsumerAddr>,
 }
 
 impl ChannelSubscription {
@@ -92,7 +117,7 @@ impl Handler<AddConsumer> for ChannelSubscription {
     type Result = ();
 
     fn handle(&mut self, msg: AddConsumer, _ctx: &mut Self::Context) {
-        self.consumers.insert(msg.consumer_id, msg.recipient);
+        self.consumers.insert(msg.consumer_id, msg.consumer);
     }
 }
 
@@ -110,8 +135,21 @@ impl Handler<Delivery> for ChannelSubscription {
     fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
         // Consumers bound their own queues; a consumer that has stopped is
         // removed when its RemoveConsumer arrives.
-        for recipient in self.consumers.values() {
-            recipient.do_send(msg.clone());
+        for consumer in self.consumers.values() {
+            consumer.deliveries.do_send(msg.clone());
         }
+    }
+}
+
+impl Handler<EndSubscription> for ChannelSubscription {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndSubscription, ctx: &mut Self::Context) {
+        for consumer in self.consumers.values() {
+            consumer.ended.do_send(SubscriptionEnded {
+                reason: msg.reason.clone(),
+            });
+        }
+        ctx.stop();
     }
 }

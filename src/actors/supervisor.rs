@@ -51,13 +51,20 @@ impl BrokerSupervisor {
         }
     }
 
-    fn disconnect_all(&mut self, ids: Vec<BrokerId>) -> impl Future<Output = ()> + use<> {
+    fn disconnect_all(
+        &mut self,
+        ids: Vec<BrokerId>,
+        reason: &str,
+    ) -> impl Future<Output = ()> + use<> {
         let closing: Vec<_> = ids
             .iter()
             .filter_map(|id| self.connections.remove(id))
-            .map(|addr| async move {
-                // A connection that already stopped is closed as well.
-                let _ = addr.send(Disconnect).await;
+            .map(|addr| {
+                let reason = reason.to_owned();
+                async move {
+                    // A connection that already stopped is closed as well.
+                    let _ = addr.send(Disconnect { reason }).await;
+                }
             })
             .collect();
         async move {
@@ -94,7 +101,7 @@ impl Handler<RemoveBrokers> for BrokerSupervisor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: RemoveBrokers, _ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(self.disconnect_all(msg.0))
+        Box::pin(self.disconnect_all(msg.0, "the channel's document was deleted"))
     }
 }
 
@@ -122,6 +129,6 @@ impl Handler<Shutdown> for BrokerSupervisor {
 
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         let ids: Vec<BrokerId> = self.connections.keys().cloned().collect();
-        Box::pin(self.disconnect_all(ids))
+        Box::pin(self.disconnect_all(ids, "the gateway is shutting down"))
     }
 }

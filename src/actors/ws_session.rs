@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_ws::{CloseCode, CloseReason, Message as WsMessage, ProtocolError};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
-use super::subscription::Delivery;
+use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::publish::{PublishRequest, Publisher};
@@ -63,7 +63,7 @@ impl WsSession {
     pub fn start(
         parts: WsSessionParts,
         session: actix_ws::Session,
-        stream: actix_ws::MessageStream,
+        stream: AggregatedMessageStream,
     ) -> Addr<Self> {
         let (outgoing_tx, outgoing_rx) = mpsc::channel(parts.queue_capacity.max(1));
         actix_web::rt::spawn(write_frames(session, outgoing_rx));
@@ -215,7 +215,10 @@ impl Actor for WsSession {
             filter: self.parts.filter.clone(),
             qos: self.parts.channel.qos,
             consumer_id: self.consumer_id,
-            recipient: ctx.address().recipient(),
+            consumer: ConsumerAddr {
+                deliveries: ctx.address().recipient(),
+                ended: ctx.address().recipient(),
+            },
         };
         let request = self.parts.connection.send(subscribe);
         ctx.wait(
@@ -255,17 +258,25 @@ impl Handler<Delivery> for WsSession {
     }
 }
 
-impl StreamHandler<Result<WsMessage, ProtocolError>> for WsSession {
-    fn handle(&mut self, item: Result<WsMessage, ProtocolError>, ctx: &mut Self::Context) {
+impl Handler<SubscriptionEnded> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, ended: SubscriptionEnded, ctx: &mut Self::Context) {
+        self.close(CloseCode::Away, ended.reason, ctx);
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
         match item {
-            Ok(WsMessage::Text(text)) => self.publish_text(&text, ctx),
-            Ok(WsMessage::Ping(bytes)) => {
+            Ok(AggregatedMessage::Text(text)) => self.publish_text(&text, ctx),
+            Ok(AggregatedMessage::Ping(bytes)) => {
                 let _ = self.outgoing_tx.try_send(Outgoing::Pong(bytes));
             }
-            Ok(WsMessage::Close(_)) => {
+            Ok(AggregatedMessage::Close(_)) => {
                 self.close(CloseCode::Normal, "closed by client".into(), ctx)
             }
-            Ok(WsMessage::Binary(_)) => self.close(
+            Ok(AggregatedMessage::Binary(_)) => self.close(
                 CloseCode::Unsupported,
                 "binary frames are not accepted; send JSON text".into(),
                 ctx,

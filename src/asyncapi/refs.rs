@@ -8,10 +8,13 @@ use serde_json::{Map, Value};
 use super::diagnostics::{child_pointer, Diagnostic};
 
 /// Most nested levels a resolved value may have.
-const MAX_DEPTH: usize = 256;
+/// Most nested levels a resolved value may have. Stored documents are read
+/// back with a JSON parser that stops at 128 levels, and deep recursion
+/// costs stack, so this stays well below both.
+const MAX_DEPTH: usize = 100;
 /// Most values a fully resolved document may hold, so that a small document
 /// whose references fan out cannot exhaust memory.
-const MAX_NODES: usize = 2_000_000;
+const MAX_NODES: usize = 250_000;
 /// Most hops a chain of references may take before it counts as a loop.
 const MAX_CHAIN: usize = 64;
 
@@ -20,6 +23,7 @@ pub struct Refs<'a> {
     root: &'a Value,
     diagnostics: Vec<Diagnostic>,
     nodes_left: usize,
+    depth: usize,
 }
 
 impl<'a> Refs<'a> {
@@ -29,6 +33,7 @@ impl<'a> Refs<'a> {
             root,
             diagnostics: Vec::new(),
             nodes_left: MAX_NODES,
+            depth: 0,
         }
     }
 
@@ -69,7 +74,7 @@ impl<'a> Refs<'a> {
         self.report(Diagnostic::new(
             "ref-cycle",
             at,
-            "a chain of references never ends",
+            "a chain of references is longer than 64 links or never ends",
         ));
         None
     }
@@ -107,14 +112,18 @@ impl<'a> Refs<'a> {
                 "the resolved document is too large",
             ));
         }
-        if stack.len() > MAX_DEPTH {
-            self.report(Diagnostic::new(
-                "too-deep",
-                at,
-                "references nest too deeply",
-            ));
+        if self.depth >= MAX_DEPTH {
+            let message = format!("the resolved document nests deeper than {MAX_DEPTH} levels");
+            self.report(Diagnostic::new("too-deep", at, message));
             return Value::Null;
         }
+        self.depth += 1;
+        let resolved = self.resolve_node(value, at, stack);
+        self.depth -= 1;
+        resolved
+    }
+
+    fn resolve_node(&mut self, value: &Value, at: &str, stack: &mut Vec<String>) -> Value {
         match value {
             Value::Object(map) => match ref_of(value) {
                 Some(reference) => self.expand(reference, at, stack),

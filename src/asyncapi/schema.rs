@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use jsonschema::Validator;
+use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
 use super::diagnostics::Diagnostic;
@@ -77,14 +77,21 @@ pub fn check(version: &str, resolved: &Value) -> Vec<Diagnostic> {
 }
 
 /// Compiles a payload or headers schema (JSON Schema draft 07, as AsyncAPI
-/// Schema is). References left in it by cycles resolve against the
+/// Schema is). `pattern`s run on a linear-time engine, so no payload can
+/// stall a worker; a pattern that needs look-around or back-references is
+/// refused at registration. References left in it by cycles resolve against the
 /// `components` of `document`, the resolved document it came from.
 pub fn compile_payload(schema: &Value, document: &Value) -> Result<Validator, String> {
     let has_refs = schema.to_string().contains("\"$ref\"");
     let wrapped;
-    let target = match (has_refs, document.get("components")) {
-        (true, Some(components)) => {
-            wrapped = serde_json::json!({ "allOf": [schema], "components": components });
+    let target = match (has_refs, document) {
+        // The document becomes the root the references resolve against;
+        // its own keys are no schema keywords, so only `allOf` applies.
+        (true, Value::Object(root)) => {
+            let mut root = root.clone();
+            root.retain(|key, _| !matches!(key.as_str(), "$schema" | "$id" | "id" | "allOf"));
+            root.insert("allOf".into(), Value::Array(vec![schema.clone()]));
+            wrapped = Value::Object(root);
             &wrapped
         }
         _ => schema,
@@ -92,6 +99,7 @@ pub fn compile_payload(schema: &Value, document: &Value) -> Result<Validator, St
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft7)
         .should_validate_formats(true)
+        .with_pattern_options(PatternOptions::regex())
         .build(target)
         .map_err(|error| error.to_string())
 }

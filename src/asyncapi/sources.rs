@@ -59,6 +59,7 @@ pub fn bundle(root: &mut Value, main: &str, loader: &dyn SourceLoader) -> Vec<Di
         files: HashMap::new(),
         diagnostics: Vec::new(),
         open: Vec::new(),
+        depth: 0,
     };
     bundler.walk(root, "", main, "");
     bundler.diagnostics
@@ -66,6 +67,8 @@ pub fn bundle(root: &mut Value, main: &str, loader: &dyn SourceLoader) -> Vec<Di
 
 /// Most nested external references followed from one place.
 const MAX_OPEN: usize = 64;
+/// Most nested levels of a bundled document.
+const MAX_DEPTH: usize = 100;
 
 struct Bundler<'l> {
     loader: &'l dyn SourceLoader,
@@ -74,12 +77,24 @@ struct Bundler<'l> {
     diagnostics: Vec<Diagnostic>,
     /// The (file, pointer) targets being expanded, to stop cycles.
     open: Vec<(String, String)>,
+    depth: usize,
 }
 
 impl Bundler<'_> {
     /// Walks `value`, which sits at `at` in `file`; `base` is the main
     /// document's folder-relative path of `file`.
     fn walk(&mut self, value: &mut Value, at: &str, file: &str, local_of: &str) {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let message = format!("the bundled document nests deeper than {MAX_DEPTH} levels");
+            self.report(Diagnostic::new("too-deep", at, message), file);
+        } else {
+            self.walk_node(value, at, file, local_of);
+        }
+        self.depth -= 1;
+    }
+
+    fn walk_node(&mut self, value: &mut Value, at: &str, file: &str, local_of: &str) {
         if let Some(reference) = ref_of(value).map(str::to_owned) {
             if let Some(replacement) = self.expand(&reference, at, file, local_of) {
                 *value = replacement;

@@ -10,6 +10,12 @@ use std::fmt;
 /// Characters a parameter value may not contain, because they would change
 /// the topic's structure or act as wildcards.
 const FORBIDDEN_IN_VALUE: &[char] = &['/', '+', '#', '*', '>', '\0'];
+/// Characters that make a topic a filter in some protocol (MQTT `+ #`,
+/// AMQP and NATS `* #  >`); nothing is published to such an address.
+const WILDCARDS: &[char] = &['+', '#', '*', '>'];
+/// Longest concrete address: MQTT topics carry a 16-bit length, and no
+/// supported protocol takes more.
+const MAX_TOPIC_BYTES: usize = 65_535;
 
 /// An address with `{parameter}` placeholders, such as `device/{id}/data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +41,16 @@ pub enum AddressError {
     /// A placeholder has no value.
     #[error("missing value for channel parameter `{0}`")]
     MissingParameter(String),
+    /// The concrete address is longer than any protocol carries.
+    #[error("the concrete address is {bytes} bytes long; at most 65535 are allowed")]
+    TooLong {
+        /// Its length.
+        bytes: usize,
+    },
+    /// The channel's address is a wildcard filter, which cannot be
+    /// published to.
+    #[error("address `{0}` contains a wildcard (+ # * >) and cannot be published to")]
+    Wildcard(String),
     /// A value would change the topic's structure.
     #[error("value of channel parameter `{name}` may not be empty or contain / + # * >")]
     InvalidValue {
@@ -82,6 +98,12 @@ impl AddressTemplate {
                     Part::Parameter(name) => out.push_str(checked_value(name, values)?),
                 }
             }
+        }
+        if out.len() > MAX_TOPIC_BYTES {
+            return Err(AddressError::TooLong { bytes: out.len() });
+        }
+        if out.contains(WILDCARDS) {
+            return Err(AddressError::Wildcard(out));
         }
         Ok(out)
     }
@@ -225,6 +247,18 @@ impl TopicFilter {
 impl fmt::Display for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `url` with its password replaced by `***`, for logs and responses.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -44,6 +44,7 @@ pub async fn schema(
         "channel_id": channel.id,
         "schema_format": message.row.schema_format,
         "payload": message.row.payload_schema,
+        "validation_schema": message.converted,
         "headers": message.row.headers_schema,
         "validated": message.payload.is_some(),
     })))

@@ -95,6 +95,14 @@ impl Problem {
                 p.parameter = Some(name.clone());
                 p
             }
+            PublishError::Address(AddressError::TooLong { .. } | AddressError::Wildcard(_)) => {
+                Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-address",
+                    "Address cannot be published to",
+                    detail,
+                )
+            }
             PublishError::NoBroker => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "broker-unavailable",
@@ -274,7 +282,12 @@ pub fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> error::Er
         error::JsonPayloadError::Deserialize(e) => {
             ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
         }
-        other => ApiError::BadRequest(format!("invalid request body: {other}")).into(),
+        other => {
+            tracing::debug!(error = %other, "request body could not be read");
+            let message =
+                "request body could not be read: it is truncated or its encoding is invalid";
+            ApiError::BadRequest(message.into()).into()
+        }
     }
 }
 
@@ -294,4 +307,19 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         what: "route",
         id: format!("{} {}", req.method(), req.path()),
     })
+}
+
+/// Answers a method a route does not support.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let detail = format!("this route supports {allow}");
+    let problem = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        detail,
+    );
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("allow", allow))
+        .content_type("application/problem+json")
+        .json(problem)
 }

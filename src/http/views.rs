@@ -3,6 +3,7 @@
 use entity::message_brokers;
 use serde_json::{json, Value};
 
+use crate::broker::redact_url;
 use crate::catalog::{Catalog, ChannelEntry, DocumentEntry};
 use crate::store::documents::DocumentRows;
 
@@ -12,7 +13,7 @@ pub fn broker(row: &message_brokers::Model) -> Value {
         "id": row.id,
         "server_name": row.server_name,
         "protocol": row.protocol,
-        "url": row.url,
+        "url": redact_url(&row.url),
         "protocol_version": row.protocol_version,
     })
 }
@@ -71,7 +72,7 @@ pub fn document(entry: &DocumentEntry, catalog: &Catalog) -> Value {
         "title": row.title,
         "asyncapi_version": row.asyncapi_version,
         "info_version": row.info_version,
-        "base_url": row.base_url,
+        "base_url": row.base_url.as_deref().map(redact_url),
         "created_at": row.created_at,
         "brokers": entry.brokers.iter().map(broker).collect::<Vec<_>>(),
         "channels": channels,

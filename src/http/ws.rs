@@ -9,6 +9,7 @@ use super::AppState;
 use crate::actors::ws_session::WsSessionParts;
 use crate::actors::WsSession;
 use crate::ids::ChannelId;
+use crate::publish::check_parameter;
 
 /// Upgrades to a WebSocket subscribed to the channel; query parameters fix
 /// channel parameters and the others match any value.
@@ -40,6 +41,16 @@ pub async fn subscribe(
             known.join(", ")
         )));
     }
+    for (name, value) in &fixed {
+        let validator = channel
+            .parameters
+            .get(name)
+            .and_then(|p| p.validator.as_ref());
+        if let Some(validator) = validator {
+            check_parameter(validator, name, value)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
+    }
     let filter = channel
         .address
         .filter(&fixed)
@@ -67,6 +78,10 @@ pub async fn subscribe(
         queue_capacity: state.config.websocket.queue_capacity,
         shutdown_rx: state.shutdown_rx.clone(),
     };
-    WsSession::start(parts, session, stream.max_frame_size(max_frame));
+    let stream = stream
+        .max_frame_size(max_frame)
+        .aggregate_continuations()
+        .max_continuation_size(max_frame);
+    WsSession::start(parts, session, stream);
     Ok(response)
 }

@@ -229,7 +229,7 @@ pub fn channel_id(registered: &Value, name: &str) -> String {
 
 /// A WebSocket client of the gateway.
 pub struct WsClient {
-    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+    pub framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
 }
 
 impl WsClient {
@@ -262,6 +262,20 @@ impl WsClient {
             let frame = self.next_json(left).await?;
             if frame["type"] == "message" && wanted(&frame["payload"]) {
                 return Some(frame);
+            }
+        }
+    }
+
+    /// The reason of the close frame that ends the session, skipping
+    /// other frames.
+    pub async fn next_close(&mut self, wait: Duration) -> Option<awc::ws::CloseReason> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
+                .await
+                .ok()??;
+            if let Ok(Frame::Close(reason)) = frame {
+                return reason;
             }
         }
     }

@@ -77,3 +77,30 @@ fn filters_match_like_mqtt() {
     assert!(rest.matches("a"));
     assert!(!TopicFilter::new("a/b").matches("a/c"));
 }
+
+#[test]
+fn passwords_are_redacted_from_urls() {
+    assert_eq!(
+        redact_url("mqtt://user:secret@127.0.0.1:1883"),
+        "mqtt://user:***@127.0.0.1:1883"
+    );
+    assert_eq!(redact_url("mqtt://127.0.0.1:1883"), "mqtt://127.0.0.1:1883");
+}
+
+#[test]
+fn wildcard_and_oversized_addresses_cannot_be_published_to() {
+    let wildcard = AddressTemplate::parse("sensors/+/data");
+    assert!(matches!(
+        wildcard.render(&BTreeMap::new()),
+        Err(AddressError::Wildcard(_))
+    ));
+    let template = AddressTemplate::parse("m/{id}");
+    let long = "y".repeat(70_000);
+    let err = template
+        .render(&values(&[("id", &long)]))
+        .expect_err("too long");
+    assert!(
+        matches!(err, AddressError::TooLong { bytes: 70_002 }),
+        "{err:?}"
+    );
+}
