@@ -81,21 +81,8 @@ impl Gateway {
             supervisor.clone(),
         ));
         let restored = registry.restore().await?;
-        for entry in &config.documents {
-            let loaded = registry.register_file(entry).await;
-            let loaded = loaded.map_err(|source| GatewayError::Document {
-                name: entry.name.clone(),
-                source,
-            })?;
-            match loaded {
-                Some(registered) => {
-                    tracing::info!(name = %entry.name, warnings = registered.warnings.len(), "document loaded from file")
-                }
-                None => {
-                    tracing::debug!(name = %entry.name, "document from file already registered")
-                }
-            }
-        }
+        load_documents(&registry, &config).await?;
+
         let timeout = Duration::from_millis(config.server.publish_timeout_ms);
         let publisher = Publisher::new(
             catalog.clone(),
@@ -151,6 +138,25 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
     }
+}
+
+/// Registers the documents the config names, unless registered already.
+async fn load_documents(registry: &Registry, config: &Config) -> Result<(), GatewayError> {
+    for entry in &config.documents {
+        let loaded = registry.register_file(entry).await;
+        let loaded = loaded.map_err(|source| GatewayError::Document {
+            name: entry.name.clone(),
+            source,
+        })?;
+        match loaded {
+            Some(registered) => {
+                let warnings = registered.warnings.len();
+                tracing::info!(name = %entry.name, warnings, "document loaded from file");
+            }
+            None => tracing::debug!(name = %entry.name, "document from file already registered"),
+        }
+    }
+    Ok(())
 }
 
 fn serve(

@@ -71,3 +71,39 @@ async fn websocket_clients_can_publish_with_a_text_frame() {
     assert_eq!(frame["problem"]["errors"][0]["pointer"], "/n");
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn documents_named_in_the_config_are_ready_at_start() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    let backend = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/asyncapi/examples/v2/spec-2.6.0/social-media/backend/asyncapi.yaml");
+    config
+        .documents
+        .push(stepflow_gateway::config::DocumentFile {
+            name: "Social backend".into(),
+            path: backend,
+            base_url: Some("memory://local".into()),
+            server_urls: Default::default(),
+        });
+    let gw = TestGateway::start(config.clone()).await;
+    let (_, listed) = gw.get("/asyncapis").await;
+    let documents = listed["documents"].as_array().expect("documents");
+    assert_eq!(documents.len(), 1, "{listed}");
+    assert_eq!(documents[0]["name"], "Social backend");
+    let channels = documents[0]["channels"].as_array().expect("channels");
+    assert!(
+        !channels.is_empty(),
+        "the neighbour files were read: {listed}"
+    );
+    gw.stop().await;
+
+    let gw = TestGateway::start(config).await;
+    let (_, listed) = gw.get("/asyncapis").await;
+    assert_eq!(
+        listed["documents"].as_array().map(Vec::len),
+        Some(1),
+        "not registered twice"
+    );
+    gw.stop().await;
+}

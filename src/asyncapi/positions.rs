@@ -20,7 +20,7 @@ impl Positions {
             frames: Vec::new(),
             starts: HashMap::new(),
         };
-        // A text that does not parse has its syntax error reported already;
+        // A text that does not parse has its syntax error reported already, and
         // the positions found before the error still serve.
         let _ = Parser::new_from_str(text).load(&mut builder, false);
         Self {

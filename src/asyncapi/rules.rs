@@ -43,7 +43,7 @@ pub fn check(resolved: &Value, version: &str, out: &mut Vec<Diagnostic>) {
         security_names(resolved, out);
         unique_ids(resolved, out);
     }
-    // The reference parser checks message examples in 2.x documents only;
+    // The reference parser checks message examples in 2.x documents only, and
     // 3.0 examples are left unchecked to give the same verdicts.
     if v2 {
         message_examples(resolved, v2, out);

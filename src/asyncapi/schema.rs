@@ -85,7 +85,7 @@ pub fn compile_payload(schema: &Value, document: &Value) -> Result<Validator, St
     let has_refs = schema.to_string().contains("\"$ref\"");
     let wrapped;
     let target = match (has_refs, document) {
-        // The document becomes the root the references resolve against;
+        // The document becomes the root the references resolve against, and
         // its own keys are no schema keywords, so only `allOf` applies.
         (true, Value::Object(root)) => {
             let mut root = root.clone();

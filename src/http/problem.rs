@@ -74,34 +74,9 @@ impl Problem {
                 p.errors = serde_json::to_value(violations).ok();
                 p
             }
-            PublishError::Address(AddressError::MissingParameter(name)) => {
-                let mut p = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "missing-parameter",
-                    "Missing channel parameter",
-                    detail,
-                );
-                p.parameter = Some(name.clone());
-                p
-            }
-            PublishError::Address(AddressError::InvalidValue { name })
-            | PublishError::InvalidParameter { name, .. } => {
-                let mut p = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-parameter",
-                    "Invalid channel parameter",
-                    detail,
-                );
-                p.parameter = Some(name.clone());
-                p
-            }
-            PublishError::Address(AddressError::TooLong { .. } | AddressError::Wildcard(_)) => {
-                Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-address",
-                    "Address cannot be published to",
-                    detail,
-                )
+            PublishError::Address(error) => address_problem(error, detail),
+            PublishError::InvalidParameter { name, .. } => {
+                parameter_problem("invalid-parameter", name, detail)
             }
             PublishError::NoBroker => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -114,6 +89,31 @@ impl Problem {
         problem.call_log_id = Some(failure.call_log_id.to_string());
         problem
     }
+}
+
+fn address_problem(error: &AddressError, detail: String) -> Problem {
+    match error {
+        AddressError::MissingParameter(name) => {
+            parameter_problem("missing-parameter", name, detail)
+        }
+        AddressError::InvalidValue { name } => parameter_problem("invalid-parameter", name, detail),
+        AddressError::TooLong { .. } | AddressError::Wildcard(_) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-address",
+            "Address cannot be published to",
+            detail,
+        ),
+    }
+}
+
+fn parameter_problem(kind: &str, name: &str, detail: String) -> Problem {
+    let title = match kind {
+        "missing-parameter" => "Missing channel parameter",
+        _ => "Invalid channel parameter",
+    };
+    let mut problem = Problem::new(StatusCode::BAD_REQUEST, kind, title, detail);
+    problem.parameter = Some(name.to_owned());
+    problem
 }
 
 fn broker_problem(error: &BrokerError) -> Problem {
