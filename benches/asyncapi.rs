@@ -42,6 +42,7 @@ fn load(c: &mut Criterion) {
         let options = LoadOptions {
             path: name,
             loader: &folder,
+            remote: None,
         };
         load_with(&text, &options).expect("a valid corpus document");
         c.bench_function(label, |b| {

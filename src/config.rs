@@ -29,6 +29,31 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// AsyncAPI documents registered at start from files.
     pub documents: Vec<DocumentFile>,
+    /// How AsyncAPI documents are loaded.
+    pub asyncapi: AsyncApiConfig,
+}
+
+/// How AsyncAPI documents are loaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsyncApiConfig {
+    /// Whether `$ref`s to `http(s)://` URLs are fetched. Off by default: a
+    /// registration could otherwise make the gateway fetch from any host.
+    pub allow_remote_refs: bool,
+    /// How long one fetch may take.
+    pub remote_timeout_ms: u64,
+    /// Largest fetched file, in bytes.
+    pub max_remote_bytes: u64,
+}
+
+impl Default for AsyncApiConfig {
+    fn default() -> Self {
+        Self {
+            allow_remote_refs: false,
+            remote_timeout_ms: 5_000,
+            max_remote_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// An AsyncAPI document file registered at start, unless a document of its

@@ -79,6 +79,7 @@ impl Gateway {
             db.clone(),
             catalog.clone(),
             supervisor.clone(),
+            &config.asyncapi,
         ));
         let restored = registry.restore().await?;
         load_documents(&registry, &config).await?;

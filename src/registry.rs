@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use actix::Addr;
 use chrono::{DateTime, Utc};
@@ -17,10 +18,10 @@ use tokio::sync::Mutex;
 use crate::actors::connection::BrokerSpec;
 use crate::actors::supervisor::{EnsureBrokers, RemoveBrokers};
 use crate::actors::BrokerSupervisor;
-use crate::asyncapi::sources::{FileMap, Folder, SourceLoader};
+use crate::asyncapi::sources::{FileMap, Folder, Remote, SourceLoader};
 use crate::asyncapi::{self, Diagnostic, Document, LoadError, LoadOptions, SourceFormat};
 use crate::catalog::{ChannelEntry, DocumentEntry, SharedCatalog};
-use crate::config::DocumentFile;
+use crate::config::{AsyncApiConfig, DocumentFile};
 use crate::ids::{BrokerId, ChannelId, DocumentId};
 use crate::store::documents::{self, DocumentRows, Registered};
 
@@ -80,6 +81,9 @@ pub enum RegistryError {
     /// The database failed.
     #[error("database error")]
     Database(#[from] DbErr),
+    /// The loader stopped without an answer.
+    #[error("the document loader failed")]
+    LoaderFailed,
 }
 
 /// Registers, restores and deletes documents.
@@ -87,6 +91,8 @@ pub struct Registry {
     db: DatabaseConnection,
     catalog: SharedCatalog,
     supervisor: Addr<BrokerSupervisor>,
+    /// Fetches `http(s)://` references, when the config allows it.
+    remote: Option<Arc<Remote>>,
     /// Serialises changes so that two registrations cannot race on a name
     /// or lose each other's catalog update.
     changes: Mutex<()>,
@@ -98,11 +104,17 @@ impl Registry {
         db: DatabaseConnection,
         catalog: SharedCatalog,
         supervisor: Addr<BrokerSupervisor>,
+        refs: &AsyncApiConfig,
     ) -> Self {
+        let remote = refs.allow_remote_refs.then(|| {
+            let timeout = std::time::Duration::from_millis(refs.remote_timeout_ms);
+            Arc::new(Remote::new(timeout, refs.max_remote_bytes))
+        });
         Self {
             db,
             catalog,
             supervisor,
+            remote,
             changes: Mutex::new(()),
         }
     }
@@ -110,7 +122,7 @@ impl Registry {
     /// Validates, stores and activates a document.
     pub async fn register(&self, request: RegisterRequest) -> Result<Registered, RegistryError> {
         let files = FileMap(request.files.clone());
-        self.register_with(request, &files).await
+        self.register_with(request, Box::new(files)).await
     }
 
     /// Registers a document file from disk, with the files it refers to
@@ -146,16 +158,28 @@ impl Registry {
             files: BTreeMap::new(),
             path: file_name,
         };
-        self.register_with(request, &Folder(folder)).await.map(Some)
+        self.register_with(request, Box::new(Folder(folder)))
+            .await
+            .map(Some)
     }
 
     async fn register_with(
         &self,
         request: RegisterRequest,
-        loader: &dyn SourceLoader,
+        loader: Box<dyn SourceLoader + Send>,
     ) -> Result<Registered, RegistryError> {
         check_name(&request.name)?;
-        let (content, document, format) = parse_content(&request, loader)?;
+        // Loading is CPU work and may fetch files: it runs off the worker
+        // that serves requests.
+        let remote = self.remote.clone();
+        let (request, parsed) = tokio::task::spawn_blocking(move || {
+            let remote = remote.as_deref().map(|r| r as &dyn SourceLoader);
+            let parsed = parse_content(&request, loader.as_ref(), remote);
+            (request, parsed)
+        })
+        .await
+        .map_err(|_| RegistryError::LoaderFailed)?;
+        let (content, document, format) = parsed?;
         let rows = build_rows(&request, content, &document, format, Utc::now())?;
         let channels = compile(&rows)?;
 
@@ -255,9 +279,14 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
 fn parse_content(
     request: &RegisterRequest,
     loader: &dyn SourceLoader,
+    remote: Option<&dyn SourceLoader>,
 ) -> Result<(String, Document, SourceFormat), RegistryError> {
     let path = request.path.clone().unwrap_or_else(|| "asyncapi".into());
-    let options = LoadOptions { path, loader };
+    let options = LoadOptions {
+        path,
+        loader,
+        remote,
+    };
     match &request.asyncapi_content {
         Value::String(text) => {
             let (document, format) = asyncapi::load_with(text, &options)?;

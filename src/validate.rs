@@ -74,6 +74,7 @@ fn check(file: &Path) -> Vec<Diagnostic> {
     let options = LoadOptions {
         path: name,
         loader: &Folder(folder),
+        remote: None,
     };
     match load_with(&text, &options) {
         Ok((document, _)) => document.warnings,

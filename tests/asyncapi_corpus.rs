@@ -46,6 +46,7 @@ fn load_file(file: &str) -> Result<(), Vec<Diagnostic>> {
     let options = LoadOptions {
         path: name,
         loader: &Folder(folder),
+        remote: None,
     };
     load_with(&text, &options)
         .map(|_| ())

@@ -42,6 +42,8 @@ pub struct LoadOptions<'l> {
     pub path: String,
     /// Reads the files the document refers to.
     pub loader: &'l dyn SourceLoader,
+    /// Fetches `http(s)://` references; `None` refuses them.
+    pub remote: Option<&'l dyn SourceLoader>,
 }
 
 impl Default for LoadOptions<'_> {
@@ -49,6 +51,7 @@ impl Default for LoadOptions<'_> {
         Self {
             path: "asyncapi".into(),
             loader: &NoFiles,
+            remote: None,
         }
     }
 }
@@ -88,7 +91,7 @@ pub fn load_value(mut root: Value, options: &LoadOptions) -> Result<Document, Lo
         )));
     }
     let version = check_version(&root)?.to_owned();
-    let external = sources::bundle(&mut root, &options.path, options.loader);
+    let external = sources::bundle(&mut root, &options.path, options.loader, options.remote);
     let mut refs = Refs::new(&root);
     for diagnostic in external {
         refs.report(diagnostic);

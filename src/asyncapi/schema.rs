@@ -91,15 +91,26 @@ pub fn compile_payload(schema: &Value, document: &Value) -> Result<Validator, St
             let mut root = root.clone();
             root.retain(|key, _| !matches!(key.as_str(), "$schema" | "$id" | "id" | "allOf"));
             root.insert("allOf".into(), Value::Array(vec![schema.clone()]));
+            if let Some(draft) = schema.get("$schema") {
+                root.insert("$schema".into(), draft.clone());
+            }
             wrapped = Value::Object(root);
             &wrapped
         }
         _ => schema,
     };
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
+    let mut options = jsonschema::options();
+    // A schema that names its draft with `$schema` is read as that draft;
+    // AsyncAPI Schema, and any schema that names none, is draft 07.
+    if schema.get("$schema").is_none() {
+        options = options.with_draft(jsonschema::Draft::Draft7);
+    }
+    options
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex())
         .build(target)
         .map_err(|error| error.to_string())
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,6 +41,39 @@ impl SourceLoader for FileMap {
     }
 }
 
+/// Files fetched over HTTP(S), for `$ref`s to URLs when the config allows
+/// fetching them.
+pub struct Remote {
+    agent: ureq::Agent,
+    max_bytes: u64,
+}
+
+impl Remote {
+    /// A fetcher that gives up after `timeout` or beyond `max_bytes`.
+    pub fn new(timeout: std::time::Duration, max_bytes: u64) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .build();
+        Self {
+            agent: config.into(),
+            max_bytes,
+        }
+    }
+}
+
+impl SourceLoader for Remote {
+    fn read(&self, url: &str) -> Result<String, String> {
+        let mut response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| format!("cannot fetch `{url}`: {e}"))?;
+        let body = response.body_mut().with_config().limit(self.max_bytes);
+        body.read_to_string()
+            .map_err(|e| format!("cannot read `{url}`: {e}"))
+    }
+}
+
 /// Files on disk, relative to the main document's folder.
 pub struct Folder(pub PathBuf);
 
@@ -53,9 +86,15 @@ impl SourceLoader for Folder {
 
 /// Replaces every reference to another file inside `root` by its target,
 /// recursively; problems are returned, with the file they are in.
-pub fn bundle(root: &mut Value, main: &str, loader: &dyn SourceLoader) -> Vec<Diagnostic> {
+pub fn bundle<'l>(
+    root: &mut Value,
+    main: &str,
+    loader: &'l dyn SourceLoader,
+    remote: Option<&'l dyn SourceLoader>,
+) -> Vec<Diagnostic> {
     let mut bundler = Bundler {
         loader,
+        remote,
         files: HashMap::new(),
         diagnostics: Vec::new(),
         open: Vec::new(),
@@ -72,6 +111,8 @@ const MAX_DEPTH: usize = 100;
 
 struct Bundler<'l> {
     loader: &'l dyn SourceLoader,
+    /// Fetches `http(s)://` files, when fetching them is allowed.
+    remote: Option<&'l dyn SourceLoader>,
     /// Parsed files by normalised path; `None` when the file failed.
     files: HashMap<String, Option<Value>>,
     diagnostics: Vec<Diagnostic>,
@@ -128,17 +169,19 @@ impl Bundler<'_> {
             return None;
         }
         let ref_at = child_pointer(at, "$ref");
-        if file_part.starts_with("http://") || file_part.starts_with("https://") {
+        let target_file = match file_part {
+            "" => local_of.to_owned(),
+            url if is_url(url) => url.to_owned(),
+            relative if is_url(file) => join_url(file, relative),
+            relative => resolve_path(file, relative),
+        };
+        if is_url(&target_file) && self.remote.is_none() {
             let message = format!(
                 "remote reference `{reference}` is not fetched; supply the file with the document"
             );
             self.report(Diagnostic::new("remote-ref", ref_at, message), file);
             return None;
         }
-        let target_file = match file_part {
-            "" => local_of.to_owned(),
-            relative => resolve_path(file, relative),
-        };
         let key = (target_file.clone(), fragment.to_owned());
         if self.open.contains(&key) || self.open.len() >= MAX_OPEN {
             let message = format!(
@@ -186,7 +229,11 @@ impl Bundler<'_> {
         ref_at: &str,
         file: &str,
     ) -> Option<Value> {
-        let text = match self.loader.read(target_file) {
+        let loader = match (is_url(target_file), self.remote) {
+            (true, Some(remote)) => remote,
+            _ => self.loader,
+        };
+        let text = match loader.read(target_file) {
             Ok(text) => text,
             Err(reason) => {
                 let message = format!("reference `{reference}` cannot be followed: {reason}");
@@ -210,6 +257,18 @@ impl Bundler<'_> {
         if !self.diagnostics.contains(&diagnostic) {
             self.diagnostics.push(diagnostic);
         }
+    }
+}
+
+fn is_url(path: &str) -> bool {
+    path.starts_with("http://") || path.starts_with("https://")
+}
+
+/// `relative` resolved against the URL of the file that refers to it.
+fn join_url(base: &str, relative: &str) -> String {
+    match url::Url::parse(base).and_then(|b| b.join(relative)) {
+        Ok(joined) => joined.to_string(),
+        Err(_) => relative.to_owned(),
     }
 }
 

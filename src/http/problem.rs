@@ -238,6 +238,15 @@ fn registry_problem(error: &RegistryError) -> Problem {
             "Name already registered",
             detail,
         ),
+        RegistryError::LoaderFailed => {
+            tracing::error!("document loader stopped without an answer");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "loader",
+                "Loader failed",
+                detail,
+            )
+        }
         RegistryError::UnknownDocument(_) => {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
         }
