@@ -23,7 +23,8 @@ port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# The tests need Mosquitto on 1883 and PostgreSQL on 5432.
+# The tests need Mosquitto on 1883, NATS on 4222, RabbitMQ on 5672 and
+# PostgreSQL on 5432.
 if ! port_open 1883; then
   if command -v mosquitto >/dev/null 2>&1; then
     echo "starting mosquitto on 127.0.0.1:1883"
@@ -33,9 +34,10 @@ if ! port_open 1883; then
     sleep 1
   fi
 fi
-for port in 1883 5432; do
+for port in 1883 4222 5672 5432; do
   if ! port_open "$port"; then
-    echo "error: nothing listens on 127.0.0.1:$port; the tests need Mosquitto (1883) and PostgreSQL (5432)" >&2
+    echo "error: nothing listens on 127.0.0.1:$port; the tests need Mosquitto (1883)," \
+      "NATS (4222), RabbitMQ (5672) and PostgreSQL (5432)" >&2
     exit 1
   fi
 done

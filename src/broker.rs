@@ -2,8 +2,10 @@
 //! mapping from AsyncAPI addresses to broker topics.
 
 pub mod address;
+pub mod amqp;
 pub mod memory;
 pub mod mqtt;
+pub mod nats;
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-pub use address::{redact_url, AddressTemplate, TopicFilter};
+pub use address::{redact_url, AddressTemplate, Separators, TopicFilter};
 
 /// A message on its way to a broker.
 #[derive(Debug, Clone)]
@@ -110,6 +112,14 @@ pub fn adapter_for(
     match protocol {
         "memory" => Ok(Arc::new(memory::MemoryAdapter::new(context.memory.clone()))),
         "mqtt" => Ok(Arc::new(mqtt::MqttAdapter::new(
+            url,
+            context.connect_timeout,
+        )?)),
+        "nats" => Ok(Arc::new(nats::NatsAdapter::new(
+            url,
+            context.connect_timeout,
+        )?)),
+        "amqp" => Ok(Arc::new(amqp::AmqpAdapter::new(
             url,
             context.connect_timeout,
         )?)),

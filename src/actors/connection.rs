@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::subscription::{
@@ -118,6 +118,9 @@ struct SubscriptionSlot {
     subscription: Addr<ChannelSubscription>,
     consumers: usize,
     qos: u8,
+    /// The outcome of the broker-side subscribe (`None` while it runs);
+    /// consumers that arrive meanwhile wait on a receiver.
+    established: watch::Sender<Option<Result<(), BrokerError>>>,
 }
 
 /// One connection to one broker.
@@ -195,13 +198,9 @@ impl BrokerConnection {
         self.failed_attempts = 0;
         self.set_state(ConnectionState::Connected, None);
         tracing::info!(broker = %self.spec.id, url = %redact_url(&self.spec.url), "broker connected");
-        let filters: Vec<(TopicFilter, u8)> = self
-            .subscriptions
-            .iter()
-            .map(|(f, s)| (f.clone(), s.qos))
-            .collect();
-        for (filter, qos) in filters {
-            self.subscribe_at_broker(filter, qos, ctx);
+        let filters: Vec<TopicFilter> = self.subscriptions.keys().cloned().collect();
+        for filter in filters {
+            self.subscribe_at_broker(filter, ctx);
         }
     }
 
@@ -226,16 +225,21 @@ impl BrokerConnection {
         Duration::from_millis(capped - jitter_range / 2 + jitter)
     }
 
-    fn subscribe_at_broker(&mut self, filter: TopicFilter, qos: u8, ctx: &mut Context<Self>) {
-        let Ok(adapter) = self.adapter.clone() else {
+    fn subscribe_at_broker(&mut self, filter: TopicFilter, ctx: &mut Context<Self>) {
+        let (Ok(adapter), Some(slot)) = (self.adapter.clone(), self.subscriptions.get(&filter))
+        else {
             return;
         };
+        let (qos, established) = (slot.qos, slot.established.clone());
+        established.send_replace(None);
         let broker = self.spec.id.clone();
         ctx.spawn(
             async move {
-                if let Err(error) = adapter.subscribe(&filter, qos).await {
+                let outcome = adapter.subscribe(&filter, qos).await;
+                if let Err(error) = &outcome {
                     tracing::warn!(%broker, %filter, %error, "broker subscription failed");
                 }
+                established.send_replace(Some(outcome));
             }
             .into_actor(self),
         );
@@ -322,11 +326,15 @@ impl Handler<Publish> for BrokerConnection {
 }
 
 impl Handler<Subscribe> for BrokerConnection {
-    type Result = Result<(), BrokerError>;
+    type Result = ResponseFuture<Result<(), BrokerError>>;
 
+    /// Replies once the broker-side subscription is in place, so that a
+    /// consumer told "subscribed" misses nothing published afterwards; while
+    /// the broker is down it replies at once, and the subscription is made
+    /// on reconnect.
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
         if let Err(error) = &self.adapter {
-            return Err(error.clone());
+            return Box::pin(std::future::ready(Err(error.clone())));
         }
         let is_new = !self.subscriptions.contains_key(&msg.filter);
         let slot = self
@@ -336,16 +344,30 @@ impl Handler<Subscribe> for BrokerConnection {
                 subscription: ChannelSubscription::new(msg.filter.clone()).start(),
                 consumers: 0,
                 qos: msg.qos,
+                established: watch::channel(None).0,
             });
         slot.consumers += 1;
         slot.subscription.do_send(AddConsumer {
             consumer_id: msg.consumer_id,
             consumer: msg.consumer,
         });
-        if is_new && self.state == ConnectionState::Connected {
-            self.subscribe_at_broker(msg.filter, msg.qos, ctx);
+        let mut established = slot.established.subscribe();
+        if self.state != ConnectionState::Connected {
+            return Box::pin(std::future::ready(Ok(())));
         }
-        Ok(())
+        if is_new {
+            self.subscribe_at_broker(msg.filter, ctx);
+        }
+        let timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+        Box::pin(async move {
+            let outcome =
+                tokio::time::timeout(timeout, established.wait_for(Option::is_some)).await;
+            match outcome {
+                Ok(Ok(done)) => done.clone().unwrap_or(Ok(())),
+                Ok(Err(_)) => Err(BrokerError::Unavailable("broker connection stopped".into())),
+                Err(_) => Err(BrokerError::Timeout(timeout.as_millis() as u64)),
+            }
+        })
     }
 }
 

@@ -111,22 +111,20 @@ impl AddressTemplate {
     /// The filter that receives every address this template can produce
     /// with the given values; a level with an unbound parameter becomes `+`.
     pub fn filter(&self, values: &BTreeMap<String, String>) -> Result<TopicFilter, AddressError> {
+        self.filter_in(values, Separators::Slash)
+    }
+
+    /// Like [`AddressTemplate::filter`], for protocols whose levels are
+    /// also separated by `.` (NATS, AMQP): an unbound parameter turns only
+    /// its `.`-separated token into `+`.
+    pub fn filter_in(
+        &self,
+        values: &BTreeMap<String, String>,
+        separators: Separators,
+    ) -> Result<TopicFilter, AddressError> {
         let mut levels = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
-            let mut text = String::new();
-            for part in &level.parts {
-                match part {
-                    Part::Literal(literal) => text.push_str(literal),
-                    Part::Parameter(name) if values.contains_key(name) => {
-                        text.push_str(checked_value(name, values)?);
-                    }
-                    Part::Parameter(_) => {
-                        text = "+".into();
-                        break;
-                    }
-                }
-            }
-            levels.push(text);
+            levels.push(filter_level(&level.parts, values, separators)?);
         }
         Ok(TopicFilter(levels.join("/")))
     }
@@ -149,6 +147,60 @@ impl fmt::Display for AddressTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
     }
+}
+
+/// Which characters separate the levels a wildcard can stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Separators {
+    /// `/` only (MQTT, the in-memory broker).
+    Slash,
+    /// `/` and `.` (NATS subjects, AMQP routing keys).
+    SlashAndDot,
+}
+
+impl Separators {
+    /// The separators of `protocol`'s topics.
+    pub fn of(protocol: &str) -> Self {
+        match protocol {
+            "nats" | "amqp" => Separators::SlashAndDot,
+            _ => Separators::Slash,
+        }
+    }
+}
+
+fn filter_level(
+    parts: &[Part],
+    values: &BTreeMap<String, String>,
+    separators: Separators,
+) -> Result<String, AddressError> {
+    let mut text = String::new();
+    // After a wildcard token, the rest of that token is skipped.
+    let mut skipping = false;
+    for part in parts {
+        match part {
+            Part::Literal(literal) if skipping => {
+                if let Some(dot) = literal.find('.') {
+                    text.push_str(&literal[dot..]);
+                    skipping = false;
+                }
+            }
+            Part::Literal(literal) => text.push_str(literal),
+            Part::Parameter(name) if values.contains_key(name) => {
+                if !skipping {
+                    text.push_str(checked_value(name, values)?);
+                }
+            }
+            Part::Parameter(_) if separators == Separators::Slash => return Ok("+".into()),
+            Part::Parameter(_) => {
+                if !skipping {
+                    text.truncate(text.rfind('.').map_or(0, |dot| dot + 1));
+                    text.push('+');
+                    skipping = true;
+                }
+            }
+        }
+    }
+    Ok(text)
 }
 
 fn checked_value<'v>(
@@ -237,6 +289,11 @@ impl TopicFilter {
                 (_, None) => return false,
                 ("+", Some(_)) => {}
                 (literal, Some(actual)) if literal == actual => {}
+                (dotted, Some(actual)) if dotted.contains('.') => {
+                    if !tokens_match(dotted, actual) {
+                        return false;
+                    }
+                }
                 _ => return false,
             }
         }
@@ -244,9 +301,68 @@ impl TopicFilter {
     }
 }
 
+/// A `.`-separated level of a filter against a topic level, `+` matching
+/// one token.
+fn tokens_match(filter: &str, topic: &str) -> bool {
+    let mut actual = topic.split('.');
+    for token in filter.split('.') {
+        match (token, actual.next()) {
+            (_, None) => return false,
+            ("+", Some(_)) => {}
+            (expected, Some(found)) if expected == found => {}
+            _ => return false,
+        }
+    }
+    actual.next().is_none()
+}
+
 impl fmt::Display for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The dotted form of a canonical topic or filter, for protocols whose
+/// levels are separated by `.` (NATS subjects, AMQP routing keys): `/`
+/// becomes `.`, `+` becomes `*`, and a final `#` becomes `rest`.
+pub fn dotted(canonical: &str, rest: &str) -> String {
+    canonical
+        .split(['/', '.'])
+        .map(|token| match token {
+            "+" => "*",
+            "#" => rest,
+            literal => literal,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Reads a dotted topic back into the canonical form, using the shape of
+/// the `filter` it arrived through: a literal level takes as many tokens as
+/// it has, `+` one, and `#` the rest. `None` when the topic does not fit.
+pub fn undotted(filter: &TopicFilter, topic: &str) -> Option<String> {
+    let mut tokens = topic.split('.');
+    let mut levels = Vec::new();
+    for level in filter.as_str().split('/') {
+        match level {
+            "#" => {
+                levels.extend(tokens.by_ref().map(str::to_owned));
+                return Some(levels.join("/"));
+            }
+            "+" => levels.push(tokens.next()?.to_owned()),
+            shaped => {
+                let taken: Vec<&str> = tokens.by_ref().take(shaped.split('.').count()).collect();
+                let joined = taken.join(".");
+                if !tokens_match(shaped, &joined) {
+                    return None;
+                }
+                levels.push(joined);
+            }
+        }
+    }
+    match tokens.next() {
+        Some(_) => None,
+        None => Some(levels.join("/")),
     }
 }
 

@@ -10,7 +10,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::actors::ws_session::WsSessionParts;
 use crate::actors::{BrokerConnection, WsSession};
-use crate::broker::TopicFilter;
+use crate::broker::{Separators, TopicFilter};
 use crate::catalog::{Catalog, ChannelEntry};
 use crate::ids::ChannelId;
 use crate::publish::check_parameter;
@@ -69,14 +69,15 @@ impl Target {
         let channel = catalog.channel(&id).ok_or_else(not_found)?.clone();
         check_fixed(&channel, fixed)?;
 
-        let filter = channel
-            .address
-            .filter(fixed)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let broker = channel
             .broker
             .as_ref()
             .ok_or_else(|| ApiError::BadRequest("channel has no broker".into()))?;
+        let separators = Separators::of(&broker.protocol);
+        let filter = channel
+            .address
+            .filter_in(fixed, separators)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let connection =
             catalog
                 .connection(&broker.id)

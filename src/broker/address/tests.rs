@@ -104,3 +104,51 @@ fn wildcard_and_oversized_addresses_cannot_be_published_to() {
         "{err:?}"
     );
 }
+
+#[test]
+fn dotted_forms_map_levels_and_wildcards() {
+    assert_eq!(dotted("device/+/data", ">"), "device.*.data");
+    assert_eq!(dotted("device/#", ">"), "device.>");
+    assert_eq!(dotted("device/#", "#"), "device.#");
+    assert_eq!(dotted("a/b.c/d", ">"), "a.b.c.d");
+}
+
+#[test]
+fn dotted_topics_read_back_through_their_filter() {
+    let filter = TopicFilter::new("user.events/+/data");
+    assert_eq!(
+        undotted(&filter, "user.events.42.data"),
+        Some("user.events/42/data".into())
+    );
+    assert_eq!(undotted(&filter, "user.events.42.other"), None);
+    assert_eq!(undotted(&filter, "user.events.42.data.more"), None);
+    assert_eq!(
+        undotted(&TopicFilter::new("a/#"), "a.b.c"),
+        Some("a/b/c".into())
+    );
+    assert_eq!(
+        undotted(&TopicFilter::new("a/b"), "a.b"),
+        Some("a/b".into())
+    );
+}
+
+#[test]
+fn dotted_protocols_wildcard_only_the_parameter_token() {
+    let template = AddressTemplate::parse("accounts.v1.auth.idents.{name}.get");
+    let filter = template
+        .filter_in(&BTreeMap::new(), Separators::SlashAndDot)
+        .expect("valid");
+    assert_eq!(filter.as_str(), "accounts.v1.auth.idents.+.get");
+    assert_eq!(
+        dotted(filter.as_str(), ">"),
+        "accounts.v1.auth.idents.*.get"
+    );
+    assert!(filter.matches("accounts.v1.auth.idents.bob.get"));
+    assert!(!filter.matches("accounts.v1.auth.idents.bob.put"));
+    assert_eq!(
+        undotted(&filter, "accounts.v1.auth.idents.bob.get"),
+        Some("accounts.v1.auth.idents.bob.get".into())
+    );
+    let slash = template.filter(&BTreeMap::new()).expect("valid");
+    assert_eq!(slash.as_str(), "+", "MQTT wildcards whole levels");
+}

@@ -1,0 +1,268 @@
+//! AMQP 0-9-1 through lapin: messages go to the topic exchange `amq.topic`
+//! with the address in dotted form as routing key (`/` to `.`, `+` to `*`,
+//! `#` to `#`); a publish answers after the broker's publisher confirm; each
+//! subscription is an exclusive, auto-deleted queue bound with its filter,
+//! and a message is acknowledged once it is handed on for fan-out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::task::JoinHandle;
+
+use super::address::{dotted, undotted};
+use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+
+/// The exchange every address is published to and bound on.
+const EXCHANGE: &str = "amq.topic";
+
+struct Live {
+    connection: Connection,
+    /// Publishes with confirms on; consuming uses its own channel.
+    publish: Channel,
+    consume: Channel,
+}
+
+struct Consumer {
+    queue: String,
+    task: JoinHandle<()>,
+}
+
+/// One AMQP connection.
+pub struct AmqpAdapter {
+    url: String,
+    connect_timeout: Duration,
+    live: Mutex<Option<std::sync::Arc<Live>>>,
+    consumers: Mutex<HashMap<TopicFilter, Consumer>>,
+    events_tx: Mutex<Option<EventsTx>>,
+}
+
+impl AmqpAdapter {
+    /// A client for an `amqp://` URL, not yet connected.
+    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| BrokerError::Unsupported(format!("invalid AMQP URL `{url}`: {e}")))?;
+        if parsed.scheme() != "amqp" {
+            return Err(BrokerError::Unsupported(format!(
+                "AMQP scheme `{}` is not supported; use amqp://",
+                parsed.scheme()
+            )));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            connect_timeout,
+            live: Mutex::new(None),
+            consumers: Mutex::new(HashMap::new()),
+            events_tx: Mutex::new(None),
+        })
+    }
+
+    fn live(&self) -> Result<std::sync::Arc<Live>, BrokerError> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        live.ok_or_else(|| BrokerError::Unavailable("not connected to the AMQP broker".into()))
+    }
+
+    fn take_consumers(&self) -> Vec<Consumer> {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    async fn open(&self) -> Result<Live, lapin::Error> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let publish = connection.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let consume = connection.create_channel().await?;
+        Ok(Live {
+            connection,
+            publish,
+            consume,
+        })
+    }
+}
+
+#[async_trait]
+impl ProtocolAdapter for AmqpAdapter {
+    async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
+        for consumer in self.take_consumers() {
+            consumer.task.abort();
+        }
+        let opened = tokio::time::timeout(self.connect_timeout, self.open()).await;
+        let live = match opened {
+            Ok(Ok(live)) => live,
+            Ok(Err(e)) => {
+                return Err(BrokerError::Unavailable(format!(
+                    "cannot connect to the AMQP broker: {e}"
+                )))
+            }
+            Err(_) => return Err(BrokerError::Unavailable("AMQP connect timed out".into())),
+        };
+        let mut events = live.connection.events_listener();
+        let lost_tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(error) = event {
+                    let reason = format!("connection to the AMQP broker lost: {error}");
+                    let _ = lost_tx.send(AdapterEvent::Disconnected(reason)).await;
+                    return;
+                }
+            }
+        });
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(live));
+        *self.events_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(events_tx);
+        Ok(())
+    }
+
+    async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
+        let live = self.live()?;
+        let routing_key = dotted(&message.topic, "#");
+        let confirm = live
+            .publish
+            .basic_publish(
+                EXCHANGE.into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.payload,
+                BasicProperties::default().with_content_type("application/json".into()),
+            )
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("AMQP publish failed: {e}")))?;
+        let confirmation = confirm
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("AMQP confirm failed: {e}")))?;
+        match confirmation.is_ack() {
+            true => Ok(()),
+            false => Err(BrokerError::Refused(
+                "the AMQP broker did not confirm the message".into(),
+            )),
+        }
+    }
+
+    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+        let live = self.live()?;
+        let events_tx = self
+            .events_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let events_tx = events_tx
+            .ok_or_else(|| BrokerError::Unavailable("not connected to the AMQP broker".into()))?;
+        let refused = |e: lapin::Error| {
+            BrokerError::Refused(format!("AMQP subscribe to `{filter}` failed: {e}"))
+        };
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = live
+            .consume
+            .queue_declare("".into(), options, FieldTable::default())
+            .await
+            .map_err(refused)?;
+        let queue_name = queue.name().to_string();
+        let binding = dotted(filter.as_str(), "#");
+        live.consume
+            .queue_bind(
+                queue_name.as_str().into(),
+                EXCHANGE.into(),
+                binding.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(refused)?;
+        let mut consumer = live
+            .consume
+            .basic_consume(
+                queue_name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(refused)?;
+        let shape = filter.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if let Some(topic) = undotted(&shape, delivery.routing_key.as_str()) {
+                    let payload = bytes::Bytes::copy_from_slice(&delivery.data);
+                    let inbound = Inbound {
+                        topic: topic.into(),
+                        payload,
+                        headers: Vec::new(),
+                    };
+                    if events_tx
+                        .send(AdapterEvent::Message(inbound))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // Handed on for fan-out, or not ours: either way it is done.
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            }
+        });
+        let previous = self
+            .consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                filter.clone(),
+                Consumer {
+                    queue: queue_name,
+                    task,
+                },
+            );
+        if let Some(previous) = previous {
+            previous.task.abort();
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError> {
+        let removed = self
+            .consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(filter);
+        let Some(consumer) = removed else {
+            return Ok(());
+        };
+        consumer.task.abort();
+        let live = self.live()?;
+        live.consume
+            .queue_delete(
+                consumer.queue.as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| BrokerError::Refused(format!("AMQP queue delete failed: {e}")))
+    }
+
+    async fn disconnect(&self) {
+        for consumer in self.take_consumers() {
+            consumer.task.abort();
+        }
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(live) = live {
+            // Closing fails only when the connection is already gone.
+            let _ = live.connection.close(200, "gateway closing".into()).await;
+        }
+    }
+}

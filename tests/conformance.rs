@@ -1,0 +1,312 @@
+//! One conformance suite that every protocol adapter runs against a real
+//! broker on this machine: publish and receive, wildcard subscribe, one
+//! broker-side subscription shared by two consumers, unsubscribe when the
+//! last consumer leaves, reconnect and resubscribe after the broker
+//! restarts (on a private instance, where the protocol allows one), and
+//! clean shutdown.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const DOCUMENT: &str = "asyncapi: 3.0.0
+info: {title: Conformance, version: '1'}
+channels:
+  reading:
+    address: 'conf/{run}/{sensor}/reading'
+    parameters: {run: {}, sensor: {}}
+    messages:
+      reading:
+        payload: {type: object, required: [n], properties: {n: {type: integer}}}
+operations:
+  report:
+    action: receive
+    channel: {$ref: '#/channels/reading'}
+";
+
+/// A gateway with the conformance document registered on `url`.
+struct Setup {
+    gw: TestGateway,
+    _db: TestDb,
+    channel: String,
+    /// Keeps parallel runs on a shared broker apart.
+    run: String,
+}
+
+impl Setup {
+    async fn new(url: &str) -> Self {
+        let db = TestDb::sqlite();
+        let mut config = test_config(&db.url);
+        config.brokers.reconnect_initial_ms = 100;
+        config.brokers.reconnect_max_ms = 500;
+        let gw = TestGateway::start(config).await;
+        let registered = gw.register("conformance", DOCUMENT, Some(url)).await;
+        let channel = channel_id(&registered, "reading");
+        Self {
+            gw,
+            _db: db,
+            channel,
+            run: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    async fn publish(&self, sensor: &str, n: i64) {
+        let body = json!({
+            "channel_id": self.channel,
+            "message_data": {"n": n},
+            "parameters": {"run": self.run, "sensor": sensor},
+        });
+        let (status, outcome, _) = self.gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 200, "{outcome}");
+        assert_eq!(
+            outcome["address"],
+            format!("conf/{}/{sensor}/reading", self.run)
+        );
+    }
+
+    async fn subscribe(&self, sensor: Option<&str>) -> WsClient {
+        let query = match sensor {
+            Some(sensor) => format!("?run={}&sensor={sensor}", self.run),
+            None => format!("?run={}", self.run),
+        };
+        self.gw.subscribe(&self.channel, &query).await
+    }
+
+    async fn broker_status(&self) -> Value {
+        let (_, status) = self.gw.get("/connections/status").await;
+        status["brokers"][0].clone()
+    }
+
+    async fn wait_for_status(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(WAIT, || async {
+            let status = self.broker_status().await;
+            check(&status).then_some(status)
+        })
+        .await
+        .unwrap_or_else(|| panic!("broker status never showed {what}"))
+    }
+}
+
+async fn receive(ws: &mut WsClient, n: i64) -> Value {
+    ws.next_message_where(WAIT, |p| p["n"] == n)
+        .await
+        .unwrap_or_else(|| panic!("message {n} never arrived"))
+}
+
+async fn publish_and_receive(url: &str) {
+    let setup = Setup::new(url).await;
+    let mut ws = setup.subscribe(Some("s1")).await;
+    setup.publish("s1", 1).await;
+    let frame = receive(&mut ws, 1).await;
+    assert_eq!(frame["parameters"]["sensor"], "s1");
+    assert_eq!(frame["address"], format!("conf/{}/s1/reading", setup.run));
+    setup.gw.stop().await;
+}
+
+async fn wildcard_subscribe(url: &str) {
+    let setup = Setup::new(url).await;
+    let mut ws = setup.subscribe(None).await;
+    setup.publish("a", 10).await;
+    setup.publish("b", 11).await;
+    assert_eq!(receive(&mut ws, 10).await["parameters"]["sensor"], "a");
+    assert_eq!(receive(&mut ws, 11).await["parameters"]["sensor"], "b");
+    setup.gw.stop().await;
+}
+
+async fn two_consumers_share_one_subscription(url: &str) {
+    let setup = Setup::new(url).await;
+    let mut first = setup.subscribe(Some("x")).await;
+    let mut second = setup.subscribe(Some("x")).await;
+    assert_eq!(
+        setup.broker_status().await["subscriptions"],
+        1,
+        "one broker-side subscription"
+    );
+    setup.publish("x", 20).await;
+    receive(&mut first, 20).await;
+    receive(&mut second, 20).await;
+
+    drop(first);
+    drop(second);
+    setup
+        .wait_for_status("no subscription left", |s| s["subscriptions"] == 0)
+        .await;
+    if url.starts_with("amqp") {
+        let gone = eventually(WAIT, || async {
+            (!rabbitmq_binds(&setup.run)).then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "the AMQP queue of the subscription was left behind"
+        );
+    }
+    setup.gw.stop().await;
+}
+
+/// Whether RabbitMQ still has a binding for a routing key of this run.
+fn rabbitmq_binds(run: &str) -> bool {
+    let output = Command::new("rabbitmqctl")
+        .args(["list_bindings", "routing_key", "--quiet"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).contains(run)
+}
+
+async fn clean_shutdown(url: &str) {
+    let setup = Setup::new(url).await;
+    let mut ws = setup.subscribe(Some("z")).await;
+    let Setup { gw, .. } = setup;
+    gw.stop().await;
+    let reason = ws.next_close(WAIT).await.expect("a close frame");
+    assert_eq!(reason.code, awc::ws::CloseCode::Away);
+}
+
+/// A private broker on a free loopback port, stopped on drop.
+struct Private {
+    port: u16,
+    start: fn(u16) -> Child,
+    child: Option<Child>,
+}
+
+impl Private {
+    fn new(start: fn(u16) -> Child) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut private = Self {
+            port,
+            start,
+            child: None,
+        };
+        private.up();
+        private
+    }
+
+    fn up(&mut self) {
+        self.child = Some((self.start)(self.port));
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(ready, "private broker did not start on port {}", self.port);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn mosquitto(port: u16) -> Child {
+    let conf = std::env::temp_dir().join(format!("stepflow-mosquitto-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .expect("config written");
+    Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto")
+}
+
+fn nats_server(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server")
+}
+
+async fn reconnects_after_restart(scheme: &str, start: fn(u16) -> Child) {
+    let mut broker = Private::new(start);
+    let setup = Setup::new(&format!("{scheme}://127.0.0.1:{}", broker.port)).await;
+    let mut ws = setup.subscribe(Some("r")).await;
+    setup.publish("r", 30).await;
+    receive(&mut ws, 30).await;
+
+    broker.down();
+    let outage = setup
+        .wait_for_status("the outage", |s| s["state"] != "connected")
+        .await;
+    assert!(outage["last_error"].is_string(), "{outage}");
+    broker.up();
+    let back = setup
+        .wait_for_status("the reconnection", |s| s["state"] == "connected")
+        .await;
+    assert!(back["reconnects"].as_u64().unwrap_or(0) >= 1, "{back}");
+
+    // The subscription was re-established: a message after the restart
+    // reaches the same session.
+    setup.publish("r", 31).await;
+    receive(&mut ws, 31).await;
+    setup.gw.stop().await;
+}
+
+macro_rules! conformance {
+    ($name:ident, $url:expr) => {
+        mod $name {
+            #[actix_rt::test]
+            async fn publish_and_receive() {
+                super::publish_and_receive($url).await;
+            }
+
+            #[actix_rt::test]
+            async fn wildcard_subscribe() {
+                super::wildcard_subscribe($url).await;
+            }
+
+            #[actix_rt::test]
+            async fn two_consumers_share_one_subscription() {
+                super::two_consumers_share_one_subscription($url).await;
+            }
+
+            #[actix_rt::test]
+            async fn clean_shutdown() {
+                super::clean_shutdown($url).await;
+            }
+        }
+    };
+}
+
+conformance!(memory, "memory://conformance");
+conformance!(mqtt, "mqtt://127.0.0.1:1883");
+conformance!(nats, "nats://127.0.0.1:4222");
+conformance!(amqp, "amqp://127.0.0.1:5672");
+
+#[actix_rt::test]
+async fn mqtt_reconnects_after_its_broker_restarts() {
+    reconnects_after_restart("mqtt", mosquitto).await;
+}
+
+#[actix_rt::test]
+async fn nats_reconnects_after_its_broker_restarts() {
+    reconnects_after_restart("nats", nats_server).await;
+}

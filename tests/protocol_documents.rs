@@ -1,0 +1,113 @@
+//! Real AsyncAPI documents on the brokers they describe: NATS documents on
+//! the machine's NATS, and the order-flow document on its RabbitMQ.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[actix_rt::test]
+async fn nats_config_proxy_routes_over_nats() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let text = fixture("asyncapi/examples/v2/realworld/nats-config-proxy/asyncapi.json");
+    let registered = gw
+        .register("nats-config-proxy", &text, Some("nats://127.0.0.1:4222"))
+        .await;
+    let channel = channel_id(&registered, "accounts.v1.auth.idents.{name}.update");
+    let mut ws = gw.subscribe(&channel, "").await;
+
+    let name = format!("ident-{}", uuid::Uuid::new_v4().simple());
+    let body = json!({"channel_id": channel, "message_data": {"username": name, "password": "s3cret"}, "parameters": {"name": name}});
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["protocol"], "nats");
+    let frame = ws
+        .next_message_where(WAIT, |p| p["username"] == name.as_str())
+        .await
+        .expect("delivered over NATS");
+    assert_eq!(frame["parameters"]["name"], name.as_str());
+    assert_eq!(
+        frame["address"],
+        format!("accounts.v1.auth.idents.{name}.update")
+    );
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn ts_nats_template_routes_over_nats() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let text = fixture("asyncapi/examples/v2/ts-nats-template/simple-request-asyncapi.json");
+    let registered = gw
+        .register("simple-request", &text, Some("nats://127.0.0.1:4222"))
+        .await;
+    let channel = channel_id(&registered, "streetlight/{streetlight_id}/event/turnon");
+    let id = format!("light{}", uuid::Uuid::new_v4().simple());
+    let mut ws = gw
+        .subscribe(&channel, &format!("?streetlight_id={id}"))
+        .await;
+    let body = json!({
+        "channel_id": channel,
+        "message_data": {"lumen": 3},
+        "parameters": {"streetlight_id": id},
+    });
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    let frame = ws
+        .next_message_where(WAIT, |_| true)
+        .await
+        .expect("delivered over NATS");
+    assert_eq!(frame["parameters"]["streetlight_id"], id.as_str());
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_order_flow_runs_over_rabbitmq() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw
+        .register("Order flow", &fixture("order-flow-amqp.yaml"), None)
+        .await;
+    assert_eq!(registered["brokers"][0]["protocol"], "amqp");
+    let order = format!("o{}", uuid::Uuid::new_v4().simple());
+    let steps = [
+        (
+            "orderPlaced",
+            json!({"orderId": order, "items": [{"sku": "A-1", "quantity": 2}]}),
+        ),
+        ("stockReserved", json!({"orderId": order})),
+        (
+            "orderConfirmed",
+            json!({"orderId": order, "confirmedAt": "2026-12-03T12:00:00Z"}),
+        ),
+    ];
+    let mut sessions = Vec::new();
+    for (name, _) in &steps {
+        sessions.push(
+            gw.subscribe(&channel_id(&registered, name), &format!("?orderId={order}"))
+                .await,
+        );
+    }
+    for (name, data) in &steps {
+        let body = json!({"channel_id": channel_id(&registered, name), "message_data": data});
+        let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 200, "{name}: {outcome}");
+    }
+    for ((name, data), ws) in steps.iter().zip(sessions.iter_mut()) {
+        let frame = ws
+            .next_message_where(WAIT, |p| p == data)
+            .await
+            .unwrap_or_else(|| panic!("{name} not delivered"));
+        assert_eq!(frame["parameters"]["orderId"], order.as_str());
+    }
+
+    let empty = json!({"channel_id": channel_id(&registered, "orderPlaced"), "message_data": {"orderId": order, "items": []}});
+    let (status, problem, _) = gw.post("/messages/publish", &empty).await;
+    assert_eq!(status, 422, "an order needs items: {problem}");
+    gw.stop().await;
+}
