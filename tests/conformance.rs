@@ -115,8 +115,20 @@ async fn wildcard_subscribe(url: &str) {
     let mut ws = setup.subscribe(None).await;
     setup.publish("a", 10).await;
     setup.publish("b", 11).await;
-    assert_eq!(receive(&mut ws, 10).await["parameters"]["sensor"], "a");
-    assert_eq!(receive(&mut ws, 11).await["parameters"]["sensor"], "b");
+    // Two addresses may arrive in either order (two Kafka topics do).
+    let mut sensors = std::collections::BTreeMap::new();
+    while sensors.len() < 2 {
+        let frame = ws
+            .next_message_where(WAIT, |p| p["n"] == 10 || p["n"] == 11)
+            .await
+            .expect("both messages");
+        sensors.insert(
+            frame["payload"]["n"].as_i64().expect("n"),
+            frame["parameters"]["sensor"].clone(),
+        );
+    }
+    assert_eq!(sensors[&10], "a");
+    assert_eq!(sensors[&11], "b");
     setup.gw.stop().await;
 }
 
@@ -206,6 +218,10 @@ impl Private {
         assert!(ready, "private broker did not start on port {}", self.port);
     }
 
+    fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -245,9 +261,27 @@ fn nats_server(port: u16) -> Child {
         .expect("nats-server")
 }
 
+fn tansu(port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    Command::new(tansu_binary())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)")
+}
+
 async fn reconnects_after_restart(scheme: &str, start: fn(u16) -> Child) {
     let mut broker = Private::new(start);
-    let setup = Setup::new(&format!("{scheme}://127.0.0.1:{}", broker.port)).await;
+    let setup = Setup::new(&broker.url(scheme)).await;
     let mut ws = setup.subscribe(Some("r")).await;
     setup.publish("r", 30).await;
     receive(&mut ws, 30).await;
@@ -309,4 +343,73 @@ async fn mqtt_reconnects_after_its_broker_restarts() {
 #[actix_rt::test]
 async fn nats_reconnects_after_its_broker_restarts() {
     reconnects_after_restart("nats", nats_server).await;
+}
+
+#[actix_rt::test]
+async fn kafka_reconnects_after_its_broker_restarts() {
+    reconnects_after_restart("kafka", tansu).await;
+}
+
+/// Kafka runs the suite on a private tansu per test.
+mod kafka {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn publish_and_receive() {
+        let broker = Private::new(tansu);
+        super::publish_and_receive(&broker.url("kafka")).await;
+    }
+
+    #[actix_rt::test]
+    async fn wildcard_subscribe() {
+        let broker = Private::new(tansu);
+        super::wildcard_subscribe(&broker.url("kafka")).await;
+    }
+
+    #[actix_rt::test]
+    async fn two_consumers_share_one_subscription() {
+        let broker = Private::new(tansu);
+        super::two_consumers_share_one_subscription(&broker.url("kafka")).await;
+    }
+
+    #[actix_rt::test]
+    async fn clean_shutdown() {
+        let broker = Private::new(tansu);
+        super::clean_shutdown(&broker.url("kafka")).await;
+    }
+}
+
+/// A broker that refuses the connection shows in the status with the
+/// reason, and a publish to it fails at once with 503, never hangs.
+#[actix_rt::test]
+async fn unreachable_brokers_answer_503_and_show_why() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    for scheme in ["mqtt", "nats", "amqp", "kafka"] {
+        let setup = Setup::new(&format!("{scheme}://127.0.0.1:{closed}")).await;
+        let status = setup
+            .wait_for_status("the failure", |s| s["last_error"].is_string())
+            .await;
+        assert_ne!(status["state"], "connected", "{scheme}: {status}");
+        let started = std::time::Instant::now();
+        let body = json!({"channel_id": setup.channel, "message_data": {"n": 1}, "parameters": {"run": "r", "sensor": "s"}});
+        let (code, problem, _) = setup.gw.post("/messages/publish", &body).await;
+        assert_eq!(code, 503, "{scheme}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("unavailable"),
+            "{scheme}: {problem}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{scheme}: answered in {:?}",
+            started.elapsed()
+        );
+        setup.gw.stop().await;
+    }
 }

@@ -111,3 +111,69 @@ async fn the_order_flow_runs_over_rabbitmq() {
     assert_eq!(status, 422, "an order needs items: {problem}");
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn streetlights_kafka_routes_over_a_kafka_broker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut tansu = std::process::Command::new(tansu_binary())
+        .args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)");
+    let up = eventually(WAIT, || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    assert!(up.is_some(), "tansu did not start");
+
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let text = fixture("asyncapi/examples/v2/spec-2.6.0/streetlights-kafka.yml");
+    let registered = gw
+        .register(
+            "streetlights-kafka",
+            &text,
+            Some(&format!("kafka://127.0.0.1:{port}")),
+        )
+        .await;
+    let channel = channel_id(
+        &registered,
+        "smartylighting.streetlights.1.0.event.{streetlightId}.lighting.measured",
+    );
+    let mut ws = gw.subscribe(&channel, "?streetlightId=7").await;
+    let body = json!({
+        "channel_id": channel,
+        "message_data": {"lumens": 420, "sentAt": "2026-12-03T10:00:00Z"},
+        "parameters": {"streetlightId": "7"},
+    });
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["protocol"], "kafka");
+    assert_eq!(
+        outcome["address"],
+        "smartylighting.streetlights.1.0.event.7.lighting.measured"
+    );
+    let frame = ws
+        .next_message_where(WAIT, |p| p["lumens"] == 420)
+        .await
+        .expect("delivered through Kafka");
+    assert_eq!(frame["parameters"]["streetlightId"], "7");
+    gw.stop().await;
+    let _ = tansu.kill();
+    let _ = tansu.wait();
+}

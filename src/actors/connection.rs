@@ -21,6 +21,9 @@ use crate::broker::{
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
 
+/// Added to the connect timeout for a broker-side subscribe.
+const SUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
+
 /// Events an adapter may queue before it has to wait for the actor.
 const EVENTS_CAPACITY: usize = 4_096;
 
@@ -120,8 +123,12 @@ struct SubscriptionSlot {
     qos: u8,
     /// The outcome of the broker-side subscribe (`None` while it runs);
     /// consumers that arrive meanwhile wait on a receiver.
-    established: watch::Sender<Option<Result<(), BrokerError>>>,
+    established: SubscribedTx,
 }
+
+/// Where the outcome of a broker-side subscribe is published; waiting
+/// consumers hold receivers.
+type SubscribedTx = watch::Sender<Option<Result<(), BrokerError>>>;
 
 /// One connection to one broker.
 pub struct BrokerConnection {
@@ -191,17 +198,35 @@ impl BrokerConnection {
         );
     }
 
+    /// Re-establishes every subscription before the connection counts as
+    /// connected, so that nothing published after "connected" can be missed
+    /// by a subscriber; the actor takes no message meanwhile.
     fn on_connected(&mut self, ctx: &mut Context<Self>) {
-        if self.failed_attempts > 0 || self.state == ConnectionState::Reconnecting {
-            self.reconnects += 1;
-        }
-        self.failed_attempts = 0;
-        self.set_state(ConnectionState::Connected, None);
-        tracing::info!(broker = %self.spec.id, url = %redact_url(&self.spec.url), "broker connected");
-        let filters: Vec<TopicFilter> = self.subscriptions.keys().cloned().collect();
-        for filter in filters {
-            self.subscribe_at_broker(filter, ctx);
-        }
+        let Ok(adapter) = self.adapter.clone() else {
+            return;
+        };
+        let slots: Vec<(TopicFilter, u8, SubscribedTx)> = self
+            .subscriptions
+            .iter()
+            .map(|(f, s)| (f.clone(), s.qos, s.established.clone()))
+            .collect();
+        let resubscribe = async move {
+            for (filter, qos, established) in slots {
+                let outcome = adapter.subscribe(&filter, qos).await;
+                if let Err(error) = &outcome {
+                    tracing::warn!(%filter, %error, "broker subscription failed after reconnect");
+                }
+                established.send_replace(Some(outcome));
+            }
+        };
+        ctx.wait(resubscribe.into_actor(self).map(|(), act, _ctx| {
+            if act.failed_attempts > 0 || act.state == ConnectionState::Reconnecting {
+                act.reconnects += 1;
+            }
+            act.failed_attempts = 0;
+            act.set_state(ConnectionState::Connected, None);
+            tracing::info!(broker = %act.spec.id, url = %redact_url(&act.spec.url), "broker connected");
+        }));
     }
 
     fn on_connect_failed(&mut self, error: BrokerError, ctx: &mut Context<Self>) {
@@ -358,7 +383,9 @@ impl Handler<Subscribe> for BrokerConnection {
         if is_new {
             self.subscribe_at_broker(msg.filter, ctx);
         }
-        let timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+        // A broker-side subscribe may take a few round trips (a Kafka group
+        // waits for its partitions), so it gets more than one connect time.
+        let timeout = Duration::from_millis(self.settings.connect_timeout_ms) + SUBSCRIBE_GRACE;
         Box::pin(async move {
             let outcome =
                 tokio::time::timeout(timeout, established.wait_for(Option::is_some)).await;

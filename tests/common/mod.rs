@@ -347,3 +347,11 @@ where
 pub fn gateway_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stepflow-gateway"))
 }
+
+/// The tansu binary (a Kafka-compatible broker): `STEPFLOW_TANSU`, else
+/// `tansu` on the PATH. `scripts/test.sh` installs one.
+pub fn tansu_binary() -> PathBuf {
+    std::env::var_os("STEPFLOW_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tansu"))
+}
