@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod memory;
 pub mod mqtt;
 pub mod nats;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -95,6 +96,35 @@ pub trait ProtocolAdapter: Send + Sync {
     async fn disconnect(&self);
 }
 
+/// How `address` (with its `{parameter}` placeholders) appears on a broker
+/// of `protocol`, as `GET /channels` shows it.
+pub fn mapping(protocol: &str, address: &str) -> serde_json::Value {
+    use serde_json::json;
+    match protocol {
+        "nats" => json!({ "subject": address::dotted(address, ">") }),
+        "amqp" => json!({ "exchange": "amq.topic", "routing_key": address::dotted(address, "#") }),
+        "kafka" => json!({ "topic": kafka_topic_template(address) }),
+        "ws" | "wss" => json!({ "path": address }),
+        _ => json!({ "topic": address }),
+    }
+}
+
+/// The Kafka topic of an address, its placeholders kept as they are.
+fn kafka_topic_template(address: &str) -> String {
+    let mut out = String::new();
+    let mut rest = address;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&kafka::topic_name(&rest[..open]));
+        out.push_str(&rest[open..=open + len]);
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(&kafka::topic_name(rest));
+    out
+}
+
 /// What adapters may share within one gateway process.
 #[derive(Clone, Default)]
 pub struct AdapterContext {
@@ -124,6 +154,10 @@ pub fn adapter_for(
             url,
             context.connect_timeout,
         )?)),
+        "ws" | "wss" => Ok(Arc::new(websocket::WebSocketAdapter::new(
+            url,
+            context.connect_timeout,
+        )?)),
         "kafka" => Ok(Arc::new(kafka::KafkaAdapter::new(
             url,
             context.connect_timeout,
@@ -133,3 +167,6 @@ pub fn adapter_for(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -413,3 +413,78 @@ async fn unreachable_brokers_answer_503_and_show_why() {
         setup.gw.stop().await;
     }
 }
+
+/// WebSocket servers as brokers run the suite against a server the test
+/// starts. A path cannot be a wildcard, so the wildcard case checks the
+/// clear refusal instead.
+mod websocket {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn publish_and_receive() {
+        let server = WsBrokerServer::start(None).await;
+        super::publish_and_receive(&server.url()).await;
+        server.stop();
+    }
+
+    #[actix_rt::test]
+    async fn wildcard_subscribe_is_refused_with_the_reason() {
+        let server = WsBrokerServer::start(None).await;
+        let setup = Setup::new(&server.url()).await;
+        let url = format!(
+            "{}/ws/{}?run={}",
+            setup.gw.base.replace("http://", "ws://"),
+            setup.channel,
+            setup.run
+        );
+        let (_response, framed) = setup
+            .gw
+            .client
+            .ws(url)
+            .connect()
+            .await
+            .expect("websocket upgrade");
+        let mut ws = WsClient { framed };
+        let reason = ws.next_close(WAIT).await.expect("a close frame");
+        assert!(reason.description.unwrap_or_default().contains("wildcard"));
+        setup.gw.stop().await;
+        server.stop();
+    }
+
+    #[actix_rt::test]
+    async fn two_consumers_share_one_subscription() {
+        let server = WsBrokerServer::start(None).await;
+        super::two_consumers_share_one_subscription(&server.url()).await;
+        server.stop();
+    }
+
+    #[actix_rt::test]
+    async fn clean_shutdown() {
+        let server = WsBrokerServer::start(None).await;
+        super::clean_shutdown(&server.url()).await;
+        server.stop();
+    }
+
+    #[actix_rt::test]
+    async fn reconnects_after_the_server_restarts() {
+        let server = WsBrokerServer::start(None).await;
+        let port = server.port;
+        let setup = Setup::new(&server.url()).await;
+        let mut ws = setup.subscribe(Some("r")).await;
+        setup.publish("r", 30).await;
+        receive(&mut ws, 30).await;
+
+        server.stop();
+        setup
+            .wait_for_status("the outage", |s| s["state"] != "connected")
+            .await;
+        let server = WsBrokerServer::start(Some(port)).await;
+        setup
+            .wait_for_status("the reconnection", |s| s["state"] == "connected")
+            .await;
+        setup.publish("r", 31).await;
+        receive(&mut ws, 31).await;
+        setup.gw.stop().await;
+        server.stop();
+    }
+}

@@ -177,3 +177,72 @@ async fn streetlights_kafka_routes_over_a_kafka_broker() {
     let _ = tansu.kill();
     let _ = tansu.wait();
 }
+
+/// Sends `text` on `path` of a WebSocket broker server, as a market feed
+/// would.
+async fn feed(server: &WsBrokerServer, path: &str, text: &str) {
+    use futures_util::SinkExt as _;
+    let url = format!("{}{path}", server.url());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("feed connects");
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .expect("feed sends");
+    let _ = socket.close(None).await;
+}
+
+async fn gemini_market_data(document: &str, channel_name: &str) {
+    let server = WsBrokerServer::start(None).await;
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw
+        .register("gemini", &fixture(document), Some(&server.url()))
+        .await;
+    assert_eq!(registered["brokers"][0]["protocol"], "ws");
+    let channel = channel_id(&registered, channel_name);
+    let mut ws = gw.subscribe(&channel, "?symbol=btcusd").await;
+
+    // The document's own example of an update.
+    let update = json!({
+        "type": "update",
+        "eventId": 36902233362_u64,
+        "timestamp": 1619769673,
+        "timestampms": 1619769673527_u64,
+        "socket_sequence": 661,
+        "events": [{"type": "change", "side": "bid", "price": 54350.40, "remaining": 0.002, "delta": 0.002, "reason": "place"}]
+    });
+    feed(&server, "/v1/marketdata/btcusd", &update.to_string()).await;
+    let frame = ws
+        .next_message_where(WAIT, |p| p["eventId"] == 36902233362_u64)
+        .await
+        .expect("market data delivered");
+    assert_eq!(frame["parameters"]["symbol"], "btcusd");
+    assert_eq!(frame["address"], "/v1/marketdata/btcusd");
+
+    let (status, problem, _) = gw
+        .post("/messages/publish", &json!({"channel_id": channel, "message_data": update, "parameters": {"symbol": "notacoin"}}))
+        .await;
+    assert_eq!(status, 400, "the symbol enum applies: {problem}");
+    gw.stop().await;
+    server.stop();
+}
+
+#[actix_rt::test]
+async fn websocket_gemini_2_6_receives_market_data() {
+    gemini_market_data(
+        "asyncapi/examples/v2/spec-2.6.0/websocket-gemini.yml",
+        "/v1/marketdata/{symbol}",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn websocket_gemini_3_0_receives_market_data() {
+    gemini_market_data(
+        "asyncapi/examples/v3/spec-3.0.0/websocket-gemini-asyncapi.yml",
+        "marketDataV1",
+    )
+    .await;
+}

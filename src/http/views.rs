@@ -51,7 +51,11 @@ pub fn channel(entry: &ChannelEntry) -> Value {
         "operation_bindings": row.operation_bindings,
         "qos": entry.qos,
         "broker": entry.broker.as_ref().map(broker),
-        "mapping": entry.broker.as_ref().map(|b| json!({ "protocol": b.protocol, "topic": row.address })),
+        "mapping": entry.broker.as_ref().map(|b| {
+            let mut shown = crate::broker::mapping(&b.protocol, &row.address);
+            shown["protocol"] = json!(b.protocol);
+            shown
+        }),
         "messages": messages,
     })
 }

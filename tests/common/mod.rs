@@ -355,3 +355,94 @@ pub fn tansu_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("tansu"))
 }
+
+/// A WebSocket server that acts as a broker: every text frame received on
+/// a path is sent to every socket open on that path, the sender included.
+pub struct WsBrokerServer {
+    pub port: u16,
+    /// The accepting task and every connection's tasks.
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl WsBrokerServer {
+    /// Starts on a free loopback port, or on `port` when given.
+    // The handshake callback's error type is tungstenite's, not ours.
+    #[allow(clippy::result_large_err)]
+    pub async fn start(port: Option<u16>) -> Self {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        use tokio_tungstenite::tungstenite::Message as Frame;
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+            .await
+            .expect("loopback port");
+        let port = listener.local_addr().expect("addr").port();
+        type Peers = Arc<Mutex<HashMap<String, Vec<tokio::sync::mpsc::UnboundedSender<String>>>>>;
+        let peers: Peers = Arc::default();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let registry = tasks.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let peers = peers.clone();
+                let inner = registry.clone();
+                let connection = tokio::spawn(async move {
+                    let mut path = String::new();
+                    let callback =
+                        |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                         response| {
+                            path = request.uri().path().to_owned();
+                            Ok(response)
+                        };
+                    let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await
+                    else {
+                        return;
+                    };
+                    let (mut writer, mut reader) = socket.split();
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                    peers
+                        .lock()
+                        .expect("peers")
+                        .entry(path.clone())
+                        .or_default()
+                        .push(tx);
+                    let writing = tokio::spawn(async move {
+                        while let Some(text) = rx.recv().await {
+                            if writer.send(Frame::text(text)).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    inner.lock().expect("tasks").push(writing);
+                    while let Some(Ok(frame)) = reader.next().await {
+                        if let Frame::Text(text) = frame {
+                            let targets = peers
+                                .lock()
+                                .expect("peers")
+                                .get(&path)
+                                .cloned()
+                                .unwrap_or_default();
+                            for target in targets {
+                                let _ = target.send(text.to_string());
+                            }
+                        }
+                    }
+                });
+                registry.lock().expect("tasks").push(connection);
+            }
+        });
+        tasks.lock().expect("tasks").push(accepting);
+        Self { port, tasks }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops accepting and drops every socket.
+    pub fn stop(self) {
+        for task in self.tasks.lock().expect("tasks").drain(..) {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! WebSocket servers as brokers (AsyncAPI `ws`): each channel address is a
+//! path on the server. A publish sends the message as a text frame on the
+//! address's socket (opened on first use) and answers once it is written;
+//! a subscription opens the address's socket and delivers every frame the
+//! server sends on it.
+//!
+//! A path cannot be a wildcard, so a subscription must name every channel
+//! parameter. `wss` (TLS) is not served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+
+type Writer = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Frame>;
+
+/// One open socket to one address of the server.
+struct Socket {
+    writer: Arc<Mutex<Writer>>,
+    reader: JoinHandle<()>,
+}
+
+/// One WebSocket server.
+pub struct WebSocketAdapter {
+    base: url::Url,
+    connect_timeout: Duration,
+    /// Open sockets by address; a subscribed address is also read.
+    sockets: Mutex<HashMap<String, Socket>>,
+    subscribed: Mutex<std::collections::HashSet<String>>,
+    events_tx: std::sync::Mutex<Option<EventsTx>>,
+}
+
+impl WebSocketAdapter {
+    /// A client of a `ws://host[:port][/base]` server, not yet connected.
+    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+        let base = url::Url::parse(url)
+            .map_err(|e| BrokerError::Unsupported(format!("invalid WebSocket URL `{url}`: {e}")))?;
+        match base.scheme() {
+            "ws" => {}
+            "wss" => {
+                return Err(BrokerError::Unsupported(
+                    "wss (WebSocket over TLS) servers are not served".into(),
+                ))
+            }
+            other => {
+                return Err(BrokerError::Unsupported(format!(
+                    "WebSocket scheme `{other}` is not supported; use ws://"
+                )))
+            }
+        }
+        Ok(Self {
+            base,
+            connect_timeout,
+            sockets: Mutex::new(HashMap::new()),
+            subscribed: Mutex::new(Default::default()),
+            events_tx: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The URL of `address` on the server: the base path joined with it.
+    fn url_of(&self, address: &str) -> String {
+        let mut url = self.base.clone();
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            address.trim_start_matches('/')
+        );
+        url.set_path(&joined);
+        url.to_string()
+    }
+
+    fn events_tx(&self) -> Result<EventsTx, BrokerError> {
+        let events_tx = self
+            .events_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        events_tx.ok_or_else(|| BrokerError::Unavailable("not connected".into()))
+    }
+
+    /// The writer of `address`'s socket, opening it when needed.
+    async fn socket(&self, address: &str) -> Result<Arc<Mutex<Writer>>, BrokerError> {
+        let mut sockets = self.sockets.lock().await;
+        if let Some(socket) = sockets.get(address).filter(|s| !s.reader.is_finished()) {
+            return Ok(socket.writer.clone());
+        }
+        let url = self.url_of(address);
+        let connected = tokio::time::timeout(
+            self.connect_timeout,
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await;
+        let (stream, _) = match connected {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(BrokerError::Unavailable(format!("cannot open {url}: {e}"))),
+            Err(_) => return Err(BrokerError::Unavailable(format!("opening {url} timed out"))),
+        };
+        if let MaybeTlsStream::Plain(tcp) = stream.get_ref() {
+            // Small frames go out at once.
+            let _ = tcp.set_nodelay(true);
+        }
+        let (writer, reader) = stream.split();
+        let writer = Arc::new(Mutex::new(writer));
+        let reader = tokio::spawn(read_frames(reader, address.to_owned(), self.events_tx()?));
+        sockets.insert(
+            address.to_owned(),
+            Socket {
+                writer: writer.clone(),
+                reader,
+            },
+        );
+        Ok(writer)
+    }
+}
+
+/// Delivers the server's frames on one address until the socket closes.
+async fn read_frames(
+    mut reader: futures_util::stream::SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+    address: String,
+    events_tx: EventsTx,
+) {
+    while let Some(Ok(frame)) = reader.next().await {
+        let payload = match frame {
+            Frame::Text(text) => bytes::Bytes::copy_from_slice(text.as_bytes()),
+            Frame::Binary(data) => data,
+            Frame::Close(_) => break,
+            _ => continue,
+        };
+        let inbound = Inbound {
+            topic: address.as_str().into(),
+            payload,
+            headers: Vec::new(),
+        };
+        if events_tx
+            .send(AdapterEvent::Message(inbound))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    // The server closed the socket: the connection reconnects and opens the
+    // subscribed addresses again.
+    let reason = format!("WebSocket server closed the socket of `{address}`");
+    let _ = events_tx.send(AdapterEvent::Disconnected(reason)).await;
+}
+
+#[async_trait]
+impl ProtocolAdapter for WebSocketAdapter {
+    /// Sockets open per address on first use; connecting only readies the
+    /// adapter.
+    async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
+        for (_, socket) in self.sockets.lock().await.drain() {
+            socket.reader.abort();
+        }
+        *self.events_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(events_tx);
+        Ok(())
+    }
+
+    async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
+        let writer = self.socket(&message.topic).await?;
+        let text = String::from_utf8_lossy(&message.payload).into_owned();
+        let sent = writer.lock().await.send(Frame::text(text)).await;
+        sent.map_err(|e| BrokerError::Unavailable(format!("WebSocket send failed: {e}")))
+    }
+
+    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+        if filter.is_wildcard() {
+            let message = "a WebSocket server cannot be subscribed with a wildcard: give every channel parameter";
+            return Err(BrokerError::Refused(message.into()));
+        }
+        self.socket(filter.as_str()).await?;
+        self.subscribed
+            .lock()
+            .await
+            .insert(filter.as_str().to_owned());
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError> {
+        self.subscribed.lock().await.remove(filter.as_str());
+        if let Some(socket) = self.sockets.lock().await.remove(filter.as_str()) {
+            socket.reader.abort();
+            // The socket is going away either way.
+            let _ = socket.writer.lock().await.close().await;
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self) {
+        for (_, socket) in self.sockets.lock().await.drain() {
+            socket.reader.abort();
+            let _ = socket.writer.lock().await.close().await;
+        }
+    }
+}
