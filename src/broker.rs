@@ -30,6 +30,19 @@ pub struct Outbound {
     pub qos: u8,
     /// Whether the broker should retain the message (MQTT).
     pub retain: bool,
+    /// The message key, where the protocol has one (Kafka).
+    pub key: Option<String>,
+    /// The channel's binding for the protocol, if the document gives one.
+    pub binding: Option<Arc<serde_json::Value>>,
+}
+
+/// How a filter is subscribed at the broker.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// MQTT quality of service (0, 1 or 2); other protocols ignore it.
+    pub qos: u8,
+    /// The channel's binding for the protocol, if the document gives one.
+    pub binding: Option<Arc<serde_json::Value>>,
 }
 
 /// A message that arrived from a broker.
@@ -87,7 +100,11 @@ pub trait ProtocolAdapter: Send + Sync {
     async fn publish(&self, message: Outbound) -> Result<(), BrokerError>;
 
     /// Starts receiving messages that match `filter`.
-    async fn subscribe(&self, filter: &TopicFilter, qos: u8) -> Result<(), BrokerError>;
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        options: &SubscribeOptions,
+    ) -> Result<(), BrokerError>;
 
     /// Stops receiving messages that match `filter`.
     async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError>;

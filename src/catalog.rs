@@ -67,6 +67,11 @@ pub struct ChannelEntry {
     pub broker: Option<message_brokers::Model>,
     /// MQTT QoS from the operation bindings, 0 when none is given.
     pub qos: u8,
+    /// The channel's binding for its broker's protocol, if any.
+    pub binding: Option<Arc<Value>>,
+    /// A fixed Kafka message key (a `const` or single `enum` in the kafka
+    /// message binding's `key` schema), if the document gives one.
+    pub fixed_key: Option<String>,
     /// MQTT retain flag from the operation bindings.
     pub retain: bool,
 }
@@ -192,12 +197,18 @@ impl ChannelEntry {
             .and_then(|m| m.get("retain"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let binding = broker
+            .as_ref()
+            .and_then(|b| protocol_binding(&row.bindings, &b.protocol));
+        let fixed_key = messages_key(&messages);
         Ok(Self {
             id: ChannelId::from(row.id.clone()),
             address: AddressTemplate::parse(&row.address),
             row,
             parameters,
             messages,
+            binding,
+            fixed_key,
             broker,
             qos,
             retain,
@@ -210,6 +221,31 @@ impl ChannelEntry {
             .iter()
             .find(|m| m.id.as_str() == id || m.row.name == id)
     }
+}
+
+/// The binding of `protocol` among a channel's bindings.
+fn protocol_binding(bindings: &Value, protocol: &str) -> Option<Arc<Value>> {
+    bindings.get(protocol).cloned().map(Arc::new)
+}
+
+/// A key every message of the channel shares: the `const`, or the only
+/// `enum` value, of the kafka message binding's `key` schema.
+fn messages_key(messages: &[MessageEntry]) -> Option<String> {
+    let keys: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let key = m.row.bindings.get("kafka")?.get("key")?;
+            let value = key.get("const").or_else(|| {
+                key.get("enum")?
+                    .as_array()
+                    .filter(|e| e.len() == 1)?
+                    .first()
+            })?;
+            crate::publish::scalar_text(value)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let first = keys.first()?;
+    keys.iter().all(|k| k == first).then(|| first.clone())
 }
 
 fn compile_parameters(

@@ -251,6 +251,8 @@ impl Publisher {
             headers: header_pairs(&headers),
             qos: channel.qos,
             retain: channel.retain,
+            key: message_key(channel, &values),
+            binding: channel.binding.clone(),
         };
         self.send(&connection, outbound).await?;
 
@@ -416,6 +418,17 @@ pub(crate) fn scalar_text(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// The Kafka key: the one the document fixes, else the value of the
+/// channel's first address parameter (so that one device's messages keep
+/// their order in one partition).
+fn message_key(channel: &ChannelEntry, values: &BTreeMap<String, String>) -> Option<String> {
+    if let Some(key) = &channel.fixed_key {
+        return Some(key.clone());
+    }
+    let first = channel.address.parameter_names().next()?;
+    values.get(first).cloned()
 }
 
 fn header_pairs(headers: &Value) -> Vec<(String, String)> {

@@ -173,6 +173,18 @@ async fn streetlights_kafka_routes_over_a_kafka_broker() {
         .await
         .expect("delivered through Kafka");
     assert_eq!(frame["parameters"]["streetlightId"], "7");
+
+    // The message is keyed by the channel's first parameter, so one
+    // streetlight's messages keep their order in one partition.
+    let key = tokio::task::spawn_blocking(move || {
+        first_key(
+            port,
+            "smartylighting.streetlights.1.0.event.7.lighting.measured",
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(key.as_deref(), Some("7"));
     gw.stop().await;
     let _ = tansu.kill();
     let _ = tansu.wait();
@@ -245,4 +257,28 @@ async fn websocket_gemini_3_0_receives_market_data() {
         "marketDataV1",
     )
     .await;
+}
+
+/// The key of the first message of a topic, read straight from the broker.
+fn first_key(port: u16, topic: &str) -> Option<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::Message as _;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set("group.id", "stepflow-test-reader")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    for _ in 0..50 {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            return message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned());
+        }
+    }
+    None
 }

@@ -16,7 +16,7 @@ use super::subscription::{
 };
 use crate::broker::{
     adapter_for, redact_url, AdapterContext, AdapterEvent, BrokerError, EventsTx, Outbound,
-    ProtocolAdapter, TopicFilter,
+    ProtocolAdapter, SubscribeOptions, TopicFilter,
 };
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
@@ -85,8 +85,8 @@ pub struct Publish(pub Outbound);
 pub struct Subscribe {
     /// The topic filter in canonical form.
     pub filter: TopicFilter,
-    /// The QoS to subscribe with (MQTT).
-    pub qos: u8,
+    /// How the filter is subscribed at the broker.
+    pub options: SubscribeOptions,
     /// Key the consumer is removed by.
     pub consumer_id: u64,
     /// Where its messages go.
@@ -120,7 +120,7 @@ pub struct Disconnect {
 struct SubscriptionSlot {
     subscription: Addr<ChannelSubscription>,
     consumers: usize,
-    qos: u8,
+    options: SubscribeOptions,
     /// The outcome of the broker-side subscribe (`None` while it runs);
     /// consumers that arrive meanwhile wait on a receiver.
     established: SubscribedTx,
@@ -205,14 +205,14 @@ impl BrokerConnection {
         let Ok(adapter) = self.adapter.clone() else {
             return;
         };
-        let slots: Vec<(TopicFilter, u8, SubscribedTx)> = self
+        let slots: Vec<(TopicFilter, SubscribeOptions, SubscribedTx)> = self
             .subscriptions
             .iter()
-            .map(|(f, s)| (f.clone(), s.qos, s.established.clone()))
+            .map(|(f, s)| (f.clone(), s.options.clone(), s.established.clone()))
             .collect();
         let resubscribe = async move {
-            for (filter, qos, established) in slots {
-                let outcome = adapter.subscribe(&filter, qos).await;
+            for (filter, options, established) in slots {
+                let outcome = adapter.subscribe(&filter, &options).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(%filter, %error, "broker subscription failed after reconnect");
                 }
@@ -255,12 +255,12 @@ impl BrokerConnection {
         else {
             return;
         };
-        let (qos, established) = (slot.qos, slot.established.clone());
+        let (options, established) = (slot.options.clone(), slot.established.clone());
         established.send_replace(None);
         let broker = self.spec.id.clone();
         ctx.spawn(
             async move {
-                let outcome = adapter.subscribe(&filter, qos).await;
+                let outcome = adapter.subscribe(&filter, &options).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(%broker, %filter, %error, "broker subscription failed");
                 }
@@ -368,7 +368,7 @@ impl Handler<Subscribe> for BrokerConnection {
             .or_insert_with(|| SubscriptionSlot {
                 subscription: ChannelSubscription::new(msg.filter.clone()).start(),
                 consumers: 0,
-                qos: msg.qos,
+                options: msg.options,
                 established: watch::channel(None).0,
             });
         slot.consumers += 1;

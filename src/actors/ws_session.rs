@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
-use crate::broker::TopicFilter;
+use crate::broker::{SubscribeOptions, TopicFilter};
 use crate::catalog::ChannelEntry;
 use crate::publish::{PublishRequest, Publisher};
 
@@ -213,7 +213,10 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         let subscribe = Subscribe {
             filter: self.parts.filter.clone(),
-            qos: self.parts.channel.qos,
+            options: SubscribeOptions {
+                qos: self.parts.channel.qos,
+                binding: self.parts.channel.binding.clone(),
+            },
             consumer_id: self.consumer_id,
             consumer: ConsumerAddr {
                 deliveries: ctx.address().recipient(),

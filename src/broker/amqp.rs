@@ -19,10 +19,75 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::task::JoinHandle;
 
 use super::address::{dotted, undotted};
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
-/// The exchange every address is published to and bound on.
-const EXCHANGE: &str = "amq.topic";
+/// The exchange addresses are published to and bound on when the channel's
+/// `amqp` binding names none.
+const DEFAULT_EXCHANGE: &str = "amq.topic";
+
+/// The exchange of a channel: from its `amqp` binding's `exchange`, else
+/// `amq.topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// Its name.
+    pub name: String,
+    /// `topic`, `direct`, `fanout`, `headers` or a plugin's type.
+    pub kind: String,
+    /// Whether it survives a broker restart.
+    pub durable: bool,
+    /// Whether it is deleted when no queue is bound any more.
+    pub auto_delete: bool,
+}
+
+impl Exchange {
+    /// The exchange a channel binding names, or the default one.
+    pub fn of(binding: Option<&serde_json::Value>) -> Self {
+        let exchange = binding.and_then(|b| b.get("exchange"));
+        let text = |key: &str| {
+            exchange
+                .and_then(|e| e.get(key))
+                .and_then(serde_json::Value::as_str)
+        };
+        let flag = |key: &str, default: bool| {
+            exchange
+                .and_then(|e| e.get(key))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(default)
+        };
+        match text("name") {
+            Some(name) if !name.is_empty() => Self {
+                name: name.to_owned(),
+                kind: text("type").unwrap_or("topic").to_owned(),
+                durable: flag("durable", true),
+                auto_delete: flag("autoDelete", false),
+            },
+            _ => Self {
+                name: DEFAULT_EXCHANGE.into(),
+                kind: "topic".into(),
+                durable: true,
+                auto_delete: false,
+            },
+        }
+    }
+
+    /// Whether the broker has it already (`amq.*` exchanges are built in).
+    fn built_in(&self) -> bool {
+        self.name.starts_with("amq.")
+    }
+
+    fn kind(&self) -> lapin::ExchangeKind {
+        match self.kind.as_str() {
+            "topic" => lapin::ExchangeKind::Topic,
+            "direct" => lapin::ExchangeKind::Direct,
+            "fanout" => lapin::ExchangeKind::Fanout,
+            "headers" => lapin::ExchangeKind::Headers,
+            other => lapin::ExchangeKind::Custom(other.to_owned()),
+        }
+    }
+}
 
 struct Live {
     connection: Connection,
@@ -41,6 +106,8 @@ pub struct AmqpAdapter {
     url: String,
     connect_timeout: Duration,
     live: Mutex<Option<std::sync::Arc<Live>>>,
+    /// Exchanges declared on this connection.
+    declared: Mutex<std::collections::HashSet<String>>,
     consumers: Mutex<HashMap<TopicFilter, Consumer>>,
     events_tx: Mutex<Option<EventsTx>>,
 }
@@ -60,6 +127,7 @@ impl AmqpAdapter {
             url: url.to_owned(),
             connect_timeout,
             live: Mutex::new(None),
+            declared: Mutex::new(Default::default()),
             consumers: Mutex::new(HashMap::new()),
             events_tx: Mutex::new(None),
         })
@@ -94,9 +162,53 @@ impl AmqpAdapter {
     }
 }
 
+impl AmqpAdapter {
+    /// Declares the channel's exchange once per connection, as its binding
+    /// describes it.
+    async fn declare(&self, live: &Live, exchange: &Exchange) -> Result<(), BrokerError> {
+        if exchange.built_in()
+            || self
+                .declared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&exchange.name)
+        {
+            return Ok(());
+        }
+        let options = lapin::options::ExchangeDeclareOptions {
+            durable: exchange.durable,
+            auto_delete: exchange.auto_delete,
+            ..Default::default()
+        };
+        live.publish
+            .exchange_declare(
+                exchange.name.as_str().into(),
+                exchange.kind(),
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                BrokerError::Refused(format!(
+                    "cannot declare AMQP exchange `{}`: {e}",
+                    exchange.name
+                ))
+            })?;
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exchange.name.clone());
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ProtocolAdapter for AmqpAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         for consumer in self.take_consumers() {
             consumer.task.abort();
         }
@@ -128,11 +240,13 @@ impl ProtocolAdapter for AmqpAdapter {
 
     async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
         let live = self.live()?;
+        let exchange = Exchange::of(message.binding.as_deref());
+        self.declare(&live, &exchange).await?;
         let routing_key = dotted(&message.topic, "#");
         let confirm = live
             .publish
             .basic_publish(
-                EXCHANGE.into(),
+                exchange.name.as_str().into(),
                 routing_key.as_str().into(),
                 BasicPublishOptions::default(),
                 &message.payload,
@@ -151,7 +265,11 @@ impl ProtocolAdapter for AmqpAdapter {
         }
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
         let live = self.live()?;
         let events_tx = self
             .events_tx
@@ -163,22 +281,24 @@ impl ProtocolAdapter for AmqpAdapter {
         let refused = |e: lapin::Error| {
             BrokerError::Refused(format!("AMQP subscribe to `{filter}` failed: {e}"))
         };
-        let options = QueueDeclareOptions {
+        let queue_options = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
             ..Default::default()
         };
         let queue = live
             .consume
-            .queue_declare("".into(), options, FieldTable::default())
+            .queue_declare("".into(), queue_options, FieldTable::default())
             .await
             .map_err(refused)?;
         let queue_name = queue.name().to_string();
+        let exchange = Exchange::of(options.binding.as_deref());
+        self.declare(&live, &exchange).await?;
         let binding = dotted(filter.as_str(), "#");
         live.consume
             .queue_bind(
                 queue_name.as_str().into(),
-                EXCHANGE.into(),
+                exchange.name.as_str().into(),
                 binding.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),

@@ -26,7 +26,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
 /// Partitions of a topic the gateway creates.
 const NEW_TOPIC_PARTITIONS: i32 = 1;
@@ -433,9 +436,12 @@ impl ProtocolAdapter for KafkaAdapter {
                 value: Some(value.as_bytes()),
             });
         }
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic)
             .payload(message.payload.as_ref())
             .headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(key.as_str());
+        }
         match producer.send(record, self.timeout).await {
             Ok(_) => Ok(()),
             Err((error, _)) => Err(BrokerError::Unavailable(format!(
@@ -444,7 +450,11 @@ impl ProtocolAdapter for KafkaAdapter {
         }
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        _options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
         let events_tx = self
             .events_tx
             .lock()

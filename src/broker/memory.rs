@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
 /// The shared topic space of one gateway's in-memory brokers.
 #[derive(Clone, Default)]
@@ -125,7 +128,11 @@ impl ProtocolAdapter for MemoryAdapter {
         Ok(())
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        _options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
         self.bus.set_filter(self.client_id()?, filter, true);
         Ok(())
     }

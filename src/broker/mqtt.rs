@@ -6,7 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paho_mqtt as paho;
 
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
 /// Default port of a plain MQTT listener.
 const DEFAULT_PORT: u16 = 1883;
@@ -125,8 +128,12 @@ impl ProtocolAdapter for MqttAdapter {
             .map_err(publish_error)
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, qos: u8) -> Result<(), BrokerError> {
-        let qos = i32::from(qos.min(2));
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
+        let qos = i32::from(options.qos.min(2));
         self.client
             .subscribe(filter.as_str(), qos)
             .await

@@ -12,7 +12,10 @@ use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 
 use super::address::{dotted, undotted};
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
 /// One NATS connection.
 pub struct NatsAdapter {
@@ -117,7 +120,11 @@ impl ProtocolAdapter for NatsAdapter {
             .map_err(|e| BrokerError::Unavailable(format!("NATS flush failed: {e}")))
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        _options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
         let client = self.client()?;
         let events_tx = self
             .events_tx

@@ -20,7 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, TopicFilter};
+use super::{
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
+    TopicFilter,
+};
 
 type Writer = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Frame>;
 
@@ -174,7 +177,11 @@ impl ProtocolAdapter for WebSocketAdapter {
         sent.map_err(|e| BrokerError::Unavailable(format!("WebSocket send failed: {e}")))
     }
 
-    async fn subscribe(&self, filter: &TopicFilter, _qos: u8) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &self,
+        filter: &TopicFilter,
+        _options: &SubscribeOptions,
+    ) -> Result<(), BrokerError> {
         if filter.is_wildcard() {
             let message = "a WebSocket server cannot be subscribed with a wildcard: give every channel parameter";
             return Err(BrokerError::Refused(message.into()));
