@@ -488,3 +488,28 @@ mod websocket {
         server.stop();
     }
 }
+
+/// A broker that refuses the credentials: the status says so, a publish
+/// answers 503, and the password shows nowhere.
+#[actix_rt::test]
+async fn refused_credentials_show_in_the_status() {
+    let setup = Setup::new("amqp://guest:not-the-password@127.0.0.1:5672").await;
+    let status = setup
+        .wait_for_status("the refusal", |s| s["last_error"].is_string())
+        .await;
+    assert_ne!(status["state"], "connected", "{status}");
+    let error = status["last_error"].as_str().expect("last error");
+    assert!(
+        error.contains("ACCESS_REFUSED") || error.to_lowercase().contains("auth"),
+        "{error}"
+    );
+    assert!(!status.to_string().contains("not-the-password"), "{status}");
+    let body = json!({"channel_id": setup.channel, "message_data": {"n": 1}, "parameters": {"run": "r", "sensor": "s"}});
+    let (code, problem, _) = setup.gw.post("/messages/publish", &body).await;
+    assert_eq!(code, 503, "{problem}");
+    assert!(
+        !problem.to_string().contains("not-the-password"),
+        "{problem}"
+    );
+    setup.gw.stop().await;
+}

@@ -38,7 +38,7 @@ pub struct Problem {
 impl Problem {
     fn new(status: StatusCode, kind: &str, title: &'static str, detail: String) -> Self {
         Self {
-            kind: format!("https://stepflow.dev/problems/{kind}"),
+            kind: format!("urn:stepflow:problem:{kind}"),
             title,
             status: status.as_u16(),
             detail,
