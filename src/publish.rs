@@ -184,10 +184,12 @@ impl Publisher {
         let started = Instant::now();
         let id = CallLogId::generate();
         let mut attempt = Attempt::default();
-        let result = self.run(&request, &id, started, &mut attempt).await;
-        let payload_bytes = serde_json::to_vec(&request.message_data)
-            .map(|v| v.len())
-            .unwrap_or(0);
+        // Serialising a `Value` cannot fail: its keys are strings.
+        let payload = Bytes::from(serde_json::to_vec(&request.message_data).unwrap_or_default());
+        let payload_bytes = payload.len();
+        let result = self
+            .run(&request, payload, &id, started, &mut attempt)
+            .await;
         let record = CallRecord {
             id: id.clone(),
             document_id: attempt.document_id,
@@ -219,6 +221,7 @@ impl Publisher {
     async fn run(
         &self,
         request: &PublishRequest,
+        payload: Bytes,
         id: &CallLogId,
         started: Instant,
         attempt: &mut Attempt,
@@ -247,7 +250,7 @@ impl Publisher {
             .clone();
         let outbound = Outbound {
             topic: address.clone(),
-            payload: Bytes::from(serde_json::to_vec(&request.message_data).unwrap_or_default()),
+            payload,
             headers: header_pairs(&headers),
             qos: channel.qos,
             retain: channel.retain,

@@ -100,7 +100,7 @@ pub fn compile_payload(schema: &Value, document: &Value) -> Result<Validator, St
         _ => schema,
     };
     let mut options = jsonschema::options();
-    // A schema that names its draft with `$schema` is read as that draft;
+    // A schema that names its draft with `$schema` is read as that draft, and
     // AsyncAPI Schema, and any schema that names none, is draft 07.
     if schema.get("$schema").is_none() {
         options = options.with_draft(jsonschema::Draft::Draft7);

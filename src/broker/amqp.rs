@@ -202,6 +202,70 @@ impl AmqpAdapter {
     }
 }
 
+/// An exclusive, auto-deleted queue bound to `exchange` with the filter's
+/// routing pattern, and a consumer of it.
+async fn bind_queue(
+    live: &Live,
+    filter: &TopicFilter,
+    exchange: &Exchange,
+) -> Result<(String, lapin::Consumer), lapin::Error> {
+    let queue_options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let queue = live
+        .consume
+        .queue_declare("".into(), queue_options, FieldTable::default())
+        .await?;
+    let name = queue.name().to_string();
+    let pattern = dotted(filter.as_str(), "#");
+    let bind_options = QueueBindOptions::default();
+    live.consume
+        .queue_bind(
+            name.as_str().into(),
+            exchange.name.as_str().into(),
+            pattern.as_str().into(),
+            bind_options,
+            FieldTable::default(),
+        )
+        .await?;
+    let consume_options = BasicConsumeOptions::default();
+    let consumer = live
+        .consume
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            consume_options,
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((name, consumer))
+}
+
+/// Hands each delivery on, then acknowledges it, until the task is aborted.
+async fn forward(mut consumer: lapin::Consumer, shape: TopicFilter, events_tx: EventsTx) {
+    while let Some(Ok(delivery)) = consumer.next().await {
+        if let Some(topic) = undotted(&shape, delivery.routing_key.as_str()) {
+            let payload = bytes::Bytes::copy_from_slice(&delivery.data);
+            let inbound = Inbound {
+                topic: topic.into(),
+                payload,
+                headers: Vec::new(),
+            };
+            if events_tx
+                .send(AdapterEvent::Message(inbound))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        // Handed on for fan-out, or not ours: either way it is done.
+        let _ = delivery.ack(BasicAckOptions::default()).await;
+    }
+}
+
 #[async_trait]
 impl ProtocolAdapter for AmqpAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
@@ -278,76 +342,21 @@ impl ProtocolAdapter for AmqpAdapter {
             .clone();
         let events_tx = events_tx
             .ok_or_else(|| BrokerError::Unavailable("not connected to the AMQP broker".into()))?;
+        let exchange = Exchange::of(options.binding.as_deref());
+        self.declare(&live, &exchange).await?;
         let refused = |e: lapin::Error| {
             BrokerError::Refused(format!("AMQP subscribe to `{filter}` failed: {e}"))
         };
-        let queue_options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let queue = live
-            .consume
-            .queue_declare("".into(), queue_options, FieldTable::default())
+        let (queue, consumer) = bind_queue(&live, filter, &exchange)
             .await
             .map_err(refused)?;
-        let queue_name = queue.name().to_string();
-        let exchange = Exchange::of(options.binding.as_deref());
-        self.declare(&live, &exchange).await?;
-        let binding = dotted(filter.as_str(), "#");
-        live.consume
-            .queue_bind(
-                queue_name.as_str().into(),
-                exchange.name.as_str().into(),
-                binding.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(refused)?;
-        let mut consumer = live
-            .consume
-            .basic_consume(
-                queue_name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(refused)?;
-        let shape = filter.clone();
-        let task = tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                if let Some(topic) = undotted(&shape, delivery.routing_key.as_str()) {
-                    let payload = bytes::Bytes::copy_from_slice(&delivery.data);
-                    let inbound = Inbound {
-                        topic: topic.into(),
-                        payload,
-                        headers: Vec::new(),
-                    };
-                    if events_tx
-                        .send(AdapterEvent::Message(inbound))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                // Handed on for fan-out, or not ours: either way it is done.
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-            }
-        });
+
+        let task = tokio::spawn(forward(consumer, filter.clone(), events_tx));
         let previous = self
             .consumers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                filter.clone(),
-                Consumer {
-                    queue: queue_name,
-                    task,
-                },
-            );
+            .insert(filter.clone(), Consumer { queue, task });
         if let Some(previous) = previous {
             previous.task.abort();
         }
