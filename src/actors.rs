@@ -2,13 +2,16 @@
 //! broker-side subscription, the call-log writer and WebSocket sessions.
 
 pub mod connection;
+pub mod frames;
 pub mod log_writer;
+pub mod sse_session;
 pub mod subscription;
 pub mod supervisor;
 pub mod ws_session;
 
 pub use connection::{BrokerConnection, ConnectionState, ConnectionStatus};
 pub use log_writer::{CallLog, CallRecord, LogWriter};
+pub use sse_session::SseSession;
 pub use subscription::{ChannelSubscription, Delivery};
 pub use supervisor::BrokerSupervisor;
 pub use ws_session::WsSession;

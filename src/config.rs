@@ -27,6 +27,8 @@ pub struct Config {
     pub brokers: BrokersConfig,
     /// WebSocket sessions of clients.
     pub websocket: WebSocketConfig,
+    /// Server-Sent Events streams of clients.
+    pub sse: SseConfig,
     /// AsyncAPI documents registered at start from files.
     pub documents: Vec<DocumentFile>,
     /// How AsyncAPI documents are loaded.
@@ -186,6 +188,9 @@ pub struct BrokersConfig {
     pub reconnect_initial_ms: u64,
     /// Longest delay between reconnection attempts.
     pub reconnect_max_ms: u64,
+    /// Latest messages each channel subscription keeps, for SSE clients
+    /// that resume with `Last-Event-ID`.
+    pub replay_messages: usize,
 }
 
 impl Default for BrokersConfig {
@@ -194,6 +199,7 @@ impl Default for BrokersConfig {
             connect_timeout_ms: 5_000,
             reconnect_initial_ms: 250,
             reconnect_max_ms: 30_000,
+            replay_messages: 1_024,
         }
     }
 }
@@ -214,6 +220,26 @@ impl Default for WebSocketConfig {
         Self {
             queue_capacity: 1_024,
             max_frame_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Server-Sent Events streams of clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SseConfig {
+    /// Events queued for one stream at most; a client that falls further
+    /// behind has its stream ended.
+    pub queue_capacity: usize,
+    /// How often a comment keeps an idle stream open through proxies.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1_024,
+            heartbeat_secs: 15,
         }
     }
 }

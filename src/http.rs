@@ -5,6 +5,8 @@ mod channels;
 mod health;
 mod messages;
 pub mod problem;
+mod sse;
+mod subscription;
 mod views;
 mod ws;
 
@@ -76,6 +78,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             )
             .service(resource("/logs/recent", "GET").route(web::get().to(messages::recent_logs)))
             .service(resource("/ws/{channel_id}", "GET").route(web::get().to(ws::subscribe)))
+            .service(resource("/sse/{channel_id}", "GET").route(web::get().to(sse::subscribe)))
             .service(resource("/health", "GET").route(web::get().to(health::health)))
             .default_service(web::to(problem::not_found));
     }

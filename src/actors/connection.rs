@@ -91,6 +91,8 @@ pub struct Subscribe {
     pub consumer_id: u64,
     /// Where its messages go.
     pub consumer: ConsumerAddr,
+    /// The last event id the consumer saw, when it resumes.
+    pub resume_after: Option<String>,
 }
 
 /// Removes a consumer; the broker-side subscription ends with the last one.
@@ -366,7 +368,11 @@ impl Handler<Subscribe> for BrokerConnection {
             .subscriptions
             .entry(msg.filter.clone())
             .or_insert_with(|| SubscriptionSlot {
-                subscription: ChannelSubscription::new(msg.filter.clone()).start(),
+                subscription: ChannelSubscription::new(
+                    msg.filter.clone(),
+                    self.settings.replay_messages,
+                )
+                .start(),
                 consumers: 0,
                 options: msg.options,
                 established: watch::channel(None).0,
@@ -375,6 +381,7 @@ impl Handler<Subscribe> for BrokerConnection {
         slot.subscription.do_send(AddConsumer {
             consumer_id: msg.consumer_id,
             consumer: msg.consumer,
+            resume_after: msg.resume_after,
         });
         let mut established = slot.established.subscribe();
         if self.state != ConnectionState::Connected {

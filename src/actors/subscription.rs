@@ -1,7 +1,7 @@
 //! ChannelSubscription: the single broker-side subscription of one topic
 //! filter, fanned out to every consumer that asked for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -24,6 +24,18 @@ pub struct Delivery {
     pub headers: Arc<Vec<(String, String)>>,
     /// When the gateway received it.
     pub received_at: DateTime<Utc>,
+    /// `<epoch>-<sequence>`, given by the channel subscription that fans it
+    /// out; an SSE client resumes after it with `Last-Event-ID`.
+    pub event_id: Option<Arc<str>>,
+}
+
+/// Tells a resuming consumer that some messages since its last event are
+/// no longer buffered.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct MissedEvents {
+    /// The event id the consumer resumed after.
+    pub last_event_id: String,
 }
 
 impl Delivery {
@@ -38,6 +50,7 @@ impl Delivery {
             payload_bytes: inbound.payload.len(),
             headers: Arc::new(inbound.headers),
             received_at: Utc::now(),
+            event_id: None,
         }
     }
 }
@@ -57,6 +70,8 @@ pub struct ConsumerAddr {
     pub deliveries: Recipient<Delivery>,
     /// Receives the end of the subscription.
     pub ended: Recipient<SubscriptionEnded>,
+    /// Is told of messages lost before a resume, if it resumes.
+    pub missed: Option<Recipient<MissedEvents>>,
 }
 
 /// Adds a consumer.
@@ -67,6 +82,9 @@ pub struct AddConsumer {
     pub consumer_id: u64,
     /// Where its messages go.
     pub consumer: ConsumerAddr,
+    /// The last event id the consumer saw, when it resumes: buffered
+    /// messages after it are sent first.
+    pub resume_after: Option<String>,
 }
 
 /// Ends the subscription: every consumer is told why, then it stops.
@@ -89,14 +107,52 @@ pub struct RemoveConsumer {
 pub struct ChannelSubscription {
     filter: TopicFilter,
     consumers: HashMap<u64, ConsumerAddr>,
+    /// Names this instance in event ids, so that ids of an earlier
+    /// subscription of the same filter are recognised as such.
+    epoch: String,
+    next_seq: u64,
+    /// The latest deliveries, for consumers that resume.
+    recent: VecDeque<Delivery>,
+    recent_capacity: usize,
 }
 
 impl ChannelSubscription {
-    /// A subscription of `filter` with no consumers yet.
-    pub fn new(filter: TopicFilter) -> Self {
+    /// A subscription of `filter` with no consumers yet, keeping the latest
+    /// `recent_capacity` deliveries for consumers that resume.
+    pub fn new(filter: TopicFilter, recent_capacity: usize) -> Self {
+        let epoch = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Self {
             filter,
             consumers: HashMap::new(),
+            epoch,
+            next_seq: 0,
+            recent: VecDeque::new(),
+            recent_capacity,
+        }
+    }
+
+    /// Sends a resuming consumer what it missed after `last`, saying so
+    /// when some of it is no longer buffered.
+    fn replay(&self, last: &str, consumer: &ConsumerAddr) {
+        let seq = last
+            .strip_prefix(&self.epoch)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let oldest = self.next_seq + 1 - self.recent.len() as u64;
+        let complete = seq.is_some_and(|seq| seq + 1 >= oldest && seq <= self.next_seq);
+        if !complete {
+            if let Some(missed) = &consumer.missed {
+                missed.do_send(MissedEvents {
+                    last_event_id: last.to_owned(),
+                });
+            }
+        }
+        // From an unknown id (another epoch), nothing buffered is known to
+        // follow it: only the loss is reported.
+        let Some(seq) = seq else { return };
+        let skip = (seq + 1).saturating_sub(oldest) as usize;
+        for delivery in self.recent.iter().skip(skip) {
+            consumer.deliveries.do_send(delivery.clone());
         }
     }
 }
@@ -117,6 +173,9 @@ impl Handler<AddConsumer> for ChannelSubscription {
     type Result = ();
 
     fn handle(&mut self, msg: AddConsumer, _ctx: &mut Self::Context) {
+        if let Some(last) = &msg.resume_after {
+            self.replay(last, &msg.consumer);
+        }
         self.consumers.insert(msg.consumer_id, msg.consumer);
     }
 }
@@ -132,7 +191,15 @@ impl Handler<RemoveConsumer> for ChannelSubscription {
 impl Handler<Delivery> for ChannelSubscription {
     type Result = ();
 
-    fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
+    fn handle(&mut self, mut msg: Delivery, _ctx: &mut Self::Context) {
+        self.next_seq += 1;
+        msg.event_id = Some(format!("{}-{}", self.epoch, self.next_seq).into());
+        if self.recent_capacity > 0 {
+            if self.recent.len() == self.recent_capacity {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(msg.clone());
+        }
         // Consumers bound their own queues; a consumer that has stopped is
         // removed when its RemoveConsumer arrives.
         for consumer in self.consumers.values() {

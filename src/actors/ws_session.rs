@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
+use super::frames::message_frame;
 use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
 use crate::broker::{SubscribeOptions, TopicFilter};
 use crate::catalog::ChannelEntry;
@@ -113,29 +114,7 @@ impl WsSession {
     }
 
     fn delivery_frame(&self, delivery: &Delivery) -> Option<Value> {
-        let captured = self.parts.channel.address.capture(&delivery.topic)?;
-        if self
-            .parts
-            .fixed
-            .iter()
-            .any(|(name, value)| captured.get(name) != Some(value))
-        {
-            return None;
-        }
-        let headers: serde_json::Map<String, Value> = delivery
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        Some(json!({
-            "type": "message",
-            "channel_id": self.parts.channel.id,
-            "address": &*delivery.topic,
-            "parameters": captured,
-            "payload": &*delivery.payload,
-            "headers": headers,
-            "received_at": delivery.received_at,
-        }))
+        message_frame(&self.parts.channel, &self.parts.fixed, delivery)
     }
 
     fn publish_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -221,7 +200,9 @@ impl Actor for WsSession {
             consumer: ConsumerAddr {
                 deliveries: ctx.address().recipient(),
                 ended: ctx.address().recipient(),
+                missed: None,
             },
+            resume_after: None,
         };
         let request = self.parts.connection.send(subscribe);
         ctx.wait(

@@ -1,0 +1,165 @@
+//! SseSession: one actor per Server-Sent Events stream. It consumes a
+//! channel's deliveries like a WebSocket session, writes each as an event
+//! with its id, keeps idle proxies awake with heartbeats, and resumes after
+//! `Last-Event-ID` from what the channel subscription still holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
+use super::frames::message_frame;
+use super::subscription::{ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
+use super::ws_session::next_consumer_id;
+use crate::broker::{SubscribeOptions, TopicFilter};
+use crate::catalog::ChannelEntry;
+
+/// Chunks of the event stream; the HTTP response body holds the receiver.
+pub type ChunksTx = mpsc::Sender<Result<Bytes, actix_web::Error>>;
+
+/// What a stream needs to start.
+pub struct SseSessionParts {
+    /// The channel subscribed to.
+    pub channel: Arc<ChannelEntry>,
+    /// Parameter values given by the client; others match any value.
+    pub fixed: BTreeMap<String, String>,
+    /// The filter those values give.
+    pub filter: TopicFilter,
+    /// The connection of the channel's broker.
+    pub connection: Addr<BrokerConnection>,
+    /// The `Last-Event-ID` the client resumes after, if it does.
+    pub resume_after: Option<String>,
+    /// How often a comment is sent on an idle stream.
+    pub heartbeat: Duration,
+    /// Turns true when the gateway shuts down; the gateway holds the sender.
+    pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One Server-Sent Events stream.
+pub struct SseSession {
+    parts: SseSessionParts,
+    consumer_id: u64,
+    /// The response body's chunks; the body stream holds the receiver.
+    chunks_tx: ChunksTx,
+}
+
+impl SseSession {
+    /// Starts a stream writing into `chunks_tx`.
+    pub fn start(parts: SseSessionParts, chunks_tx: ChunksTx) -> Addr<Self> {
+        let shutdown = tokio_stream::wrappers::WatchStream::from_changes(parts.shutdown_rx.clone());
+        SseSession::create(|ctx| {
+            ctx.add_stream(shutdown);
+            SseSession {
+                parts,
+                consumer_id: next_consumer_id(),
+                chunks_tx,
+            }
+        })
+    }
+
+    /// Queues one event; a client that does not keep up, or has gone, ends
+    /// the stream.
+    fn send(&mut self, event: String, ctx: &mut Context<Self>) {
+        if self.chunks_tx.try_send(Ok(Bytes::from(event))).is_err() {
+            tracing::debug!(channel = %self.parts.channel.id, "SSE client gone or too slow; stream ended");
+            ctx.stop();
+        }
+    }
+
+    /// Writes a last event, then ends the stream.
+    fn end(&mut self, event: &str, reason: &str, ctx: &mut Context<Self>) {
+        let data = json!({ "reason": reason });
+        self.send(format!("event: {event}\ndata: {data}\n\n"), ctx);
+        ctx.stop();
+    }
+}
+
+impl Actor for SseSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let subscribe = Subscribe {
+            filter: self.parts.filter.clone(),
+            options: SubscribeOptions {
+                qos: self.parts.channel.qos,
+                binding: self.parts.channel.binding.clone(),
+            },
+            consumer_id: self.consumer_id,
+            consumer: ConsumerAddr {
+                deliveries: ctx.address().recipient(),
+                ended: ctx.address().recipient(),
+                missed: Some(ctx.address().recipient()),
+            },
+            resume_after: self.parts.resume_after.clone(),
+        };
+        let request = self.parts.connection.send(subscribe);
+        ctx.wait(request.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Ok(())) => {
+                let data = json!({ "channel_id": act.parts.channel.id, "filter": act.parts.filter.as_str() });
+                act.send(format!("event: subscribed\ndata: {data}\n\n"), ctx);
+            }
+            Ok(Err(error)) => act.end("error", &error.to_string(), ctx),
+            Err(_) => act.end("error", "broker connection is gone", ctx),
+        }));
+        ctx.run_interval(self.parts.heartbeat, |act, ctx| {
+            act.send(": heartbeat\n\n".into(), ctx)
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let filter = self.parts.filter.clone();
+        self.parts.connection.do_send(Unsubscribe {
+            filter,
+            consumer_id: self.consumer_id,
+        });
+    }
+}
+
+impl Handler<Delivery> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
+        let Some(frame) = message_frame(&self.parts.channel, &self.parts.fixed, &delivery) else {
+            return;
+        };
+        let id = delivery.event_id.as_deref().unwrap_or_default();
+        let name = frame["message"].as_str().unwrap_or("message").to_owned();
+        self.send(format!("id: {id}\nevent: {name}\ndata: {frame}\n\n"), ctx);
+    }
+}
+
+impl Handler<MissedEvents> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, missed: MissedEvents, ctx: &mut Self::Context) {
+        let data = json!({
+            "last_event_id": missed.last_event_id,
+            "reason": "some messages after this event are no longer buffered",
+        });
+        self.send(format!("event: missed\ndata: {data}\n\n"), ctx);
+    }
+}
+
+impl Handler<SubscriptionEnded> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, ended: SubscriptionEnded, ctx: &mut Self::Context) {
+        self.end("end", &ended.reason, ctx);
+    }
+}
+
+/// The gateway's shutdown signal.
+impl StreamHandler<bool> for SseSession {
+    fn handle(&mut self, shutting_down: bool, ctx: &mut Self::Context) {
+        if shutting_down {
+            self.end("end", "the gateway is shutting down", ctx);
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}

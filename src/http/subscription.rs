@@ -1,0 +1,85 @@
+//! What WebSocket and SSE subscriptions share: finding the channel, its
+//! broker connection and the filter, before the response starts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::problem::ApiError;
+use crate::actors::BrokerConnection;
+use crate::broker::{Separators, TopicFilter};
+use crate::catalog::{Catalog, ChannelEntry};
+use crate::ids::ChannelId;
+use crate::publish::check_parameter;
+
+/// What a subscription needs, checked before the upgrade so that a bad
+/// request gets an HTTP problem document rather than a closed socket.
+pub struct Target {
+    /// The channel.
+    pub channel: Arc<ChannelEntry>,
+    /// The filter the fixed parameters give.
+    pub filter: TopicFilter,
+    /// The channel's broker connection.
+    pub connection: Addr<BrokerConnection>,
+}
+
+impl Target {
+    /// Checks the request against the catalog.
+    pub fn resolve(
+        catalog: &Catalog,
+        channel_id: String,
+        fixed: &BTreeMap<String, String>,
+    ) -> Result<Self, ApiError> {
+        let id = ChannelId::from(channel_id);
+        let not_found = || ApiError::NotFound {
+            what: "channel",
+            id: id.to_string(),
+        };
+        let channel = catalog.channel(&id).ok_or_else(not_found)?.clone();
+        check_fixed(&channel, fixed)?;
+
+        let broker = channel
+            .broker
+            .as_ref()
+            .ok_or_else(|| ApiError::BadRequest("channel has no broker".into()))?;
+        let separators = Separators::of(&broker.protocol);
+        let filter = channel
+            .address
+            .filter_in(fixed, separators)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let connection =
+            catalog
+                .connection(&broker.id)
+                .cloned()
+                .ok_or_else(|| ApiError::NotFound {
+                    what: "broker connection",
+                    id: broker.id.clone(),
+                })?;
+        Ok(Self {
+            channel,
+            filter,
+            connection,
+        })
+    }
+}
+
+/// Every fixed value names a parameter of the channel and matches its
+/// schema.
+fn check_fixed(channel: &ChannelEntry, fixed: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in fixed {
+        let Some(parameter) = channel.parameters.get(name) else {
+            let known: Vec<&str> = channel.parameters.keys().map(String::as_str).collect();
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` is not a parameter of channel `{}`; its parameters: [{}]",
+                channel.row.name,
+                known.join(", ")
+            )));
+        };
+        if let Some(validator) = &parameter.validator {
+            check_parameter(validator, name, value)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `GET /sse/{channel_id}`: events with ids and message names, heartbeats,
+//! and resume with `Last-Event-ID` from what is still buffered.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const CHAT: &str = "asyncapi: 3.0.0\ninfo: {title: Chat, version: '1'}\nchannels:\n  room:\n    address: rooms/{roomId}\n    messages:\n      said:\n        payload: {type: object, required: [n], properties: {n: {type: integer}}}\n";
+
+/// One parsed event: its id, type and data; comments have the type `:`.
+#[derive(Debug)]
+struct Event {
+    id: Option<String>,
+    kind: String,
+    data: Value,
+}
+
+type Body =
+    futures_util::stream::LocalBoxStream<'static, Result<bytes::Bytes, awc::error::PayloadError>>;
+
+struct SseClient {
+    body: Body,
+    buffer: String,
+}
+
+impl SseClient {
+    async fn open(gw: &TestGateway, channel: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = gw
+            .client
+            .get(format!("{}/sse/{channel}", gw.base))
+            .timeout(Duration::from_secs(60));
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("last-event-id", id));
+        }
+        let response = request.send().await.expect("stream opened");
+        assert_eq!(response.status().as_u16(), 200);
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(kind, "text/event-stream");
+        Self {
+            body: response.boxed_local(),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return parse(&block);
+            }
+            let chunk = tokio::time::timeout(WAIT, self.body.next())
+                .await
+                .expect("an event in time");
+            let bytes = chunk.expect("stream open").expect("chunk");
+            self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// The next event that is not a heartbeat comment.
+    async fn next_event(&mut self) -> Event {
+        loop {
+            let event = self.next().await;
+            if event.kind != ":" {
+                return event;
+            }
+        }
+    }
+}
+
+fn parse(block: &str) -> Event {
+    let mut event = Event {
+        id: None,
+        kind: "message".into(),
+        data: Value::Null,
+    };
+    for line in block.lines() {
+        if line.starts_with(':') {
+            event.kind = ":".into();
+        } else if let Some(id) = line.strip_prefix("id: ") {
+            event.id = Some(id.to_owned());
+        } else if let Some(kind) = line.strip_prefix("event: ") {
+            event.kind = kind.to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            event.data = serde_json::from_str(data).expect("JSON data");
+        }
+    }
+    event
+}
+
+async fn publish(gw: &TestGateway, channel: &str, n: i64) {
+    let body =
+        json!({"channel_id": channel, "message_data": {"n": n}, "parameters": {"roomId": "lobby"}});
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+}
+
+#[actix_rt::test]
+async fn events_carry_ids_and_names_and_resume_after_last_event_id() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.sse.heartbeat_secs = 1;
+    let gw = TestGateway::start(config).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    // A WebSocket subscriber keeps the channel's subscription alive while
+    // the SSE client is away.
+    let mut keeper = gw.subscribe(&channel, "").await;
+
+    let mut sse = SseClient::open(&gw, &channel, None).await;
+    assert_eq!(sse.next_event().await.kind, "subscribed");
+    for n in 1..=3 {
+        publish(&gw, &channel, n).await;
+    }
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let event = sse.next_event().await;
+        assert_eq!(event.kind, "said", "the message name is the event type");
+        assert_eq!(event.data["payload"]["n"], n);
+        assert_eq!(event.data["parameters"]["roomId"], "lobby");
+        ids.push(event.id.expect("an event id"));
+    }
+    let heartbeat = loop {
+        let event = sse.next().await;
+        if event.kind == ":" {
+            break event;
+        }
+    };
+    assert!(heartbeat.id.is_none());
+    drop(sse);
+
+    for n in 4..=5 {
+        publish(&gw, &channel, n).await;
+    }
+    keeper
+        .next_message_where(WAIT, |p| p["n"] == 5)
+        .await
+        .expect("the keeper saw 5");
+    let mut resumed = SseClient::open(&gw, &channel, Some(&ids[1])).await;
+    assert_eq!(resumed.next_event().await.kind, "subscribed");
+    for n in 3..=5 {
+        assert_eq!(
+            resumed.next_event().await.data["payload"]["n"],
+            n,
+            "resumed after event 2"
+        );
+    }
+    publish(&gw, &channel, 6).await;
+    assert_eq!(resumed.next_event().await.data["payload"]["n"], 6);
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_resume_from_an_unknown_event_says_what_may_be_missing() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    let mut sse = SseClient::open(&gw, &channel, Some("0badc0de-41")).await;
+    let first = sse.next_event().await;
+    let second = sse.next_event().await;
+    let kinds = [first.kind.as_str(), second.kind.as_str()];
+    assert!(
+        kinds.contains(&"missed") && kinds.contains(&"subscribed"),
+        "{kinds:?}"
+    );
+    let missed = if first.kind == "missed" {
+        first
+    } else {
+        second
+    };
+    assert_eq!(missed.data["last_event_id"], "0badc0de-41");
+
+    let (status, problem) = gw.get("/sse/no-such-channel").await;
+    assert_eq!(status, 404, "{problem}");
+    gw.stop().await;
+}
