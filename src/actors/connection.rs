@@ -95,6 +95,30 @@ pub struct Subscribe {
     pub resume_after: Option<String>,
 }
 
+impl Subscribe {
+    /// A subscription of `channel`'s messages through `filter`, with the
+    /// channel's QoS and binding.
+    pub fn to_channel(
+        channel: &crate::catalog::ChannelEntry,
+        filter: TopicFilter,
+        consumer_id: u64,
+        consumer: ConsumerAddr,
+        resume_after: Option<String>,
+    ) -> Self {
+        let options = SubscribeOptions {
+            qos: channel.qos,
+            binding: channel.binding.clone(),
+        };
+        Self {
+            filter,
+            options,
+            consumer_id,
+            consumer,
+            resume_after,
+        }
+    }
+}
+
 /// Removes a consumer; the broker-side subscription ends with the last one.
 #[derive(Message)]
 #[rtype(result = "()")]

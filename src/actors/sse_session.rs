@@ -16,7 +16,7 @@ use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
 use super::subscription::{ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
-use crate::broker::{SubscribeOptions, TopicFilter};
+use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 
 /// Chunks of the event stream; the HTTP response body holds the receiver.
@@ -83,20 +83,19 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let subscribe = Subscribe {
-            filter: self.parts.filter.clone(),
-            options: SubscribeOptions {
-                qos: self.parts.channel.qos,
-                binding: self.parts.channel.binding.clone(),
-            },
-            consumer_id: self.consumer_id,
-            consumer: ConsumerAddr {
-                deliveries: ctx.address().recipient(),
-                ended: ctx.address().recipient(),
-                missed: Some(ctx.address().recipient()),
-            },
-            resume_after: self.parts.resume_after.clone(),
+        let consumer = ConsumerAddr {
+            deliveries: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+            missed: Some(ctx.address().recipient()),
         };
+        let (filter, resume) = (self.parts.filter.clone(), self.parts.resume_after.clone());
+        let subscribe = Subscribe::to_channel(
+            &self.parts.channel,
+            filter,
+            self.consumer_id,
+            consumer,
+            resume,
+        );
         let request = self.parts.connection.send(subscribe);
         ctx.wait(request.into_actor(self).map(|result, act, ctx| match result {
             Ok(Ok(())) => {

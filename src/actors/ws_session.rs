@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
 use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
-use crate::broker::{SubscribeOptions, TopicFilter};
+use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::publish::{PublishRequest, Publisher};
 
@@ -190,20 +190,19 @@ impl Actor for WsSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let subscribe = Subscribe {
-            filter: self.parts.filter.clone(),
-            options: SubscribeOptions {
-                qos: self.parts.channel.qos,
-                binding: self.parts.channel.binding.clone(),
-            },
-            consumer_id: self.consumer_id,
-            consumer: ConsumerAddr {
-                deliveries: ctx.address().recipient(),
-                ended: ctx.address().recipient(),
-                missed: None,
-            },
-            resume_after: None,
+        let consumer = ConsumerAddr {
+            deliveries: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+            missed: None,
         };
+        let filter = self.parts.filter.clone();
+        let subscribe = Subscribe::to_channel(
+            &self.parts.channel,
+            filter,
+            self.consumer_id,
+            consumer,
+            None,
+        );
         let request = self.parts.connection.send(subscribe);
         ctx.wait(
             request

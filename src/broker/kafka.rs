@@ -173,6 +173,19 @@ impl KafkaAdapter {
         producer.ok_or_else(|| BrokerError::Unavailable("not connected to Kafka".into()))
     }
 
+    /// A consumer that never joins a group: its partitions are assigned by
+    /// the gateway. librdkafka wants a group id all the same.
+    fn consumer(&self) -> Result<StreamConsumer, BrokerError> {
+        self.config()
+            .set(
+                "group.id",
+                format!("stepflow-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))
+    }
+
     /// Creates `topic` unless it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
         if self
@@ -211,15 +224,7 @@ impl KafkaAdapter {
 
     /// A consumer reading every partition of `topic` from its current end.
     async fn concrete_consumer(&self, topic: String) -> Result<StreamConsumer, BrokerError> {
-        let consumer: StreamConsumer = self
-            .config()
-            .set(
-                "group.id",
-                format!("stepflow-{}", uuid::Uuid::new_v4().simple()),
-            )
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))?;
+        let consumer = self.consumer()?;
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
@@ -244,15 +249,7 @@ impl KafkaAdapter {
         &self,
         filter: &TopicFilter,
     ) -> Result<(StreamConsumer, std::collections::HashSet<String>), BrokerError> {
-        let consumer: StreamConsumer = self
-            .config()
-            .set(
-                "group.id",
-                format!("stepflow-{}", uuid::Uuid::new_v4().simple()),
-            )
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))?;
+        let consumer = self.consumer()?;
         let (timeout, shape) = (self.timeout, filter.clone());
         tokio::task::spawn_blocking(move || {
             let mut known = std::collections::HashSet::new();
@@ -488,7 +485,7 @@ impl ProtocolAdapter for KafkaAdapter {
     }
 
     async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError> {
-        // Dropping the consumer with its task leaves its group, if it had one.
+        // Dropping the consumer with its task closes it; it is in no group.
         if let Some(subscription) = self
             .subscriptions
             .lock()
