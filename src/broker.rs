@@ -77,6 +77,9 @@ pub enum BrokerError {
     /// The broker refused the operation.
     #[error("broker refused the operation: {0}")]
     Refused(String),
+    /// The address cannot be used on this broker (too long, bad characters).
+    #[error("address not usable on this broker: {0}")]
+    InvalidAddress(String),
     /// The server's URL or protocol cannot be served.
     #[error("unsupported broker: {0}")]
     Unsupported(String),
@@ -115,11 +118,18 @@ pub trait ProtocolAdapter: Send + Sync {
 
 /// How `address` (with its `{parameter}` placeholders) appears on a broker
 /// of `protocol`, as `GET /channels` shows it.
-pub fn mapping(protocol: &str, address: &str) -> serde_json::Value {
+pub fn mapping(
+    protocol: &str,
+    address: &str,
+    binding: Option<&serde_json::Value>,
+) -> serde_json::Value {
     use serde_json::json;
     match protocol {
         "nats" => json!({ "subject": address::dotted(address, ">") }),
-        "amqp" => json!({ "exchange": "amq.topic", "routing_key": address::dotted(address, "#") }),
+        "amqp" => {
+            let exchange = amqp::Exchange::of(binding);
+            json!({ "exchange": exchange.name, "exchange_type": exchange.kind, "routing_key": address::dotted(address, "#") })
+        }
         "kafka" => json!({ "topic": kafka_topic_template(address) }),
         "ws" | "wss" => json!({ "path": address }),
         _ => json!({ "topic": address }),

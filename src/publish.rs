@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::actors::connection::Publish;
 use crate::actors::{CallLog, CallRecord};
 use crate::broker::address::AddressError;
-use crate::broker::{BrokerError, Outbound};
+use crate::broker::{BrokerError, Outbound, Separators};
 use crate::catalog::{ChannelEntry, MessageEntry, SharedCatalog};
 use crate::ids::{BrokerId, CallLogId, ChannelId, DocumentId, MessageId};
 
@@ -131,6 +131,7 @@ impl PublishError {
             }
             PublishError::Broker(BrokerError::Timeout(_)) => "timeout",
             PublishError::Broker(BrokerError::Refused(_)) => "broker_refused",
+            PublishError::Broker(BrokerError::InvalidAddress(_)) => "parameter",
         }
     }
 }
@@ -239,7 +240,11 @@ impl Publisher {
         attempt.message_id = Some(message.id.clone());
 
         let values = parameter_values(channel, request, &headers)?;
-        let address = channel.address.render(&values)?;
+        let separators = channel
+            .broker
+            .as_ref()
+            .map_or(Separators::Slash, |b| Separators::of(&b.protocol));
+        let address = channel.address.render_in(&values, separators)?;
         attempt.address = Some(address.clone());
 
         let broker = channel.broker.as_ref().ok_or(PublishError::NoBroker)?;

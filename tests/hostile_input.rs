@@ -274,3 +274,47 @@ async fn broker_passwords_never_appear_in_responses() {
     }
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn dotted_protocols_refuse_values_that_would_reach_another_address() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: D, version: '1'}\nchannels:\n  a/{x}:\n    publish: {message: {payload: {type: object}}}\n";
+    let registered = gw
+        .register("dotted", document, Some("nats://127.0.0.1:4222"))
+        .await;
+    let channel = channel_id(&registered, "a/{x}");
+    for value in ["b.c", "with space"] {
+        let body = json!({"channel_id": channel, "message_data": {}, "parameters": {"x": value}});
+        let (status, problem, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 400, "{value}: {problem}");
+        assert_eq!(problem["parameter"], "x");
+    }
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_amqp_routing_key_too_long_is_refused_and_the_connection_lives() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: L, version: '1'}\nchannels:\n  t/{x}:\n    publish: {message: {payload: {type: object}}}\n";
+    let registered = gw
+        .register("long", document, Some("amqp://127.0.0.1:5672"))
+        .await;
+    let channel = channel_id(&registered, "t/{x}");
+    let long =
+        json!({"channel_id": channel, "message_data": {}, "parameters": {"x": "k".repeat(300)}});
+    let (status, problem, _) = gw.post("/messages/publish", &long).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("255"),
+        "{problem}"
+    );
+    let fine = json!({"channel_id": channel, "message_data": {}, "parameters": {"x": "k"}});
+    let (status, outcome, _) = gw.post("/messages/publish", &fine).await;
+    assert_eq!(status, 200, "the connection still serves: {outcome}");
+    gw.stop().await;
+}

@@ -184,3 +184,32 @@ async fn a_resume_from_an_unknown_event_says_what_may_be_missing() {
     assert_eq!(status, 404, "{problem}");
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_out_of_range_last_event_id_is_reported_as_missed() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    let mut first = SseClient::open(&gw, &channel, None).await;
+    assert_eq!(first.next_event().await.kind, "subscribed");
+    publish(&gw, &channel, 1).await;
+    let id = first.next_event().await.id.expect("an id");
+    let epoch = id.split('-').next().expect("epoch");
+
+    let huge = format!("{epoch}-18446744073709551615");
+    let mut resumed = SseClient::open(&gw, &channel, Some(&huge)).await;
+    let kinds = [
+        resumed.next_event().await.kind,
+        resumed.next_event().await.kind,
+    ];
+    assert!(kinds.contains(&"missed".to_owned()), "{kinds:?}");
+    publish(&gw, &channel, 2).await;
+    assert_eq!(
+        first.next_event().await.data["payload"]["n"],
+        2,
+        "the subscription still serves"
+    );
+    assert_eq!(resumed.next_event().await.data["payload"]["n"], 2);
+    gw.stop().await;
+}

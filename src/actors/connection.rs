@@ -21,6 +21,9 @@ use crate::broker::{
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
 
+/// A connection that lasted this long counts as stable when it is lost.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 /// Added to the connect timeout for a broker-side subscribe.
 const SUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
 
@@ -166,6 +169,11 @@ pub struct BrokerConnection {
     last_error: Option<String>,
     reconnects: u64,
     failed_attempts: u32,
+    /// Connections in a row that were lost soon after they were made: a
+    /// broker that accepts and then drops the connection is retried with a
+    /// growing delay too.
+    short_lived: u32,
+    connected_at: Option<std::time::Instant>,
     subscriptions: HashMap<TopicFilter, SubscriptionSlot>,
     /// Given to the adapter at each connect; this actor holds the receiver
     /// as its stream.
@@ -185,6 +193,8 @@ impl BrokerConnection {
             last_error: None,
             reconnects: 0,
             failed_attempts: 0,
+            short_lived: 0,
+            connected_at: None,
             subscriptions: HashMap::new(),
             events_tx: None,
         }
@@ -251,6 +261,7 @@ impl BrokerConnection {
             }
             act.failed_attempts = 0;
             act.set_state(ConnectionState::Connected, None);
+            act.connected_at = Some(std::time::Instant::now());
             tracing::info!(broker = %act.spec.id, url = %redact_url(&act.spec.url), "broker connected");
         }));
     }
@@ -344,7 +355,12 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
                 }
                 tracing::warn!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %reason, "broker connection lost");
                 self.set_state(ConnectionState::Reconnecting, Some(reason));
-                self.failed_attempts = 1;
+                let lasted = self.connected_at.map(|at| at.elapsed()).unwrap_or_default();
+                self.short_lived = match lasted < STABLE_CONNECTION {
+                    true => self.short_lived.saturating_add(1),
+                    false => 0,
+                };
+                self.failed_attempts = 1 + self.short_lived;
                 let delay = self.backoff();
                 ctx.run_later(delay, |act, ctx| act.connect(ctx));
             }

@@ -40,7 +40,9 @@ pub struct SseSessionParts {
     pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
 }
 
-/// One Server-Sent Events stream.
+/// One Server-Sent Events stream. A client that went away is noticed when
+/// the next event or heartbeat cannot be written, so its subscription is
+/// released within one heartbeat interval.
 pub struct SseSession {
     parts: SseSessionParts,
     consumer_id: u64,

@@ -137,9 +137,11 @@ impl ChannelSubscription {
         let seq = last
             .strip_prefix(&self.epoch)
             .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|n| n.parse::<u64>().ok());
-        let oldest = self.next_seq + 1 - self.recent.len() as u64;
-        let complete = seq.is_some_and(|seq| seq + 1 >= oldest && seq <= self.next_seq);
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&seq| seq <= self.next_seq);
+        let oldest = (self.next_seq + 1).saturating_sub(self.recent.len() as u64);
+        let complete = seq.is_some_and(|seq| seq.saturating_add(1) >= oldest);
         if !complete {
             if let Some(missed) = &consumer.missed {
                 missed.do_send(MissedEvents {
@@ -150,7 +152,8 @@ impl ChannelSubscription {
         // From an unknown id (another epoch), nothing buffered is known to
         // follow it: only the loss is reported.
         let Some(seq) = seq else { return };
-        let skip = (seq + 1).saturating_sub(oldest) as usize;
+        let skip =
+            usize::try_from(seq.saturating_add(1).saturating_sub(oldest)).unwrap_or(usize::MAX);
         for delivery in self.recent.iter().skip(skip) {
             consumer.deliveries.do_send(delivery.clone());
         }

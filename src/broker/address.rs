@@ -52,7 +52,7 @@ pub enum AddressError {
     #[error("address `{0}` contains a wildcard (+ # * >) and cannot be published to")]
     Wildcard(String),
     /// A value would change the topic's structure.
-    #[error("value of channel parameter `{name}` may not be empty or contain / + # * >")]
+    #[error("value of channel parameter `{name}` may not be empty or contain / + # * > (nor . or white space on NATS and AMQP)")]
     InvalidValue {
         /// The parameter's name.
         name: String,
@@ -87,6 +87,18 @@ impl AddressTemplate {
 
     /// The concrete address with every placeholder filled from `values`.
     pub fn render(&self, values: &BTreeMap<String, String>) -> Result<String, AddressError> {
+        self.render_in(values, Separators::Slash)
+    }
+
+    /// Like [`AddressTemplate::render`]; for protocols whose levels are
+    /// also separated by `.`, a value may not contain `.` or white space
+    /// either, so that it cannot reach another channel's address.
+    pub fn render_in(
+        &self,
+        values: &BTreeMap<String, String>,
+        separators: Separators,
+    ) -> Result<String, AddressError> {
+        check_values(values, separators)?;
         let mut out = String::with_capacity(self.raw.len() + 16);
         for (i, level) in self.levels.iter().enumerate() {
             if i > 0 {
@@ -122,6 +134,7 @@ impl AddressTemplate {
         values: &BTreeMap<String, String>,
         separators: Separators,
     ) -> Result<TopicFilter, AddressError> {
+        check_values(values, separators)?;
         let mut levels = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             levels.push(filter_level(&level.parts, values, separators)?);
@@ -201,6 +214,23 @@ fn filter_level(
         }
     }
     Ok(text)
+}
+
+/// For `.`-separated protocols, no value may hold `.` or white space.
+fn check_values(
+    values: &BTreeMap<String, String>,
+    separators: Separators,
+) -> Result<(), AddressError> {
+    if separators == Separators::Slash {
+        return Ok(());
+    }
+    let bad = values
+        .iter()
+        .find(|(_, v)| v.contains('.') || v.chars().any(char::is_whitespace));
+    match bad {
+        Some((name, _)) => Err(AddressError::InvalidValue { name: name.clone() }),
+        None => Ok(()),
+    }
 }
 
 fn checked_value<'v>(

@@ -28,6 +28,21 @@ use super::{
 /// `amqp` binding names none.
 const DEFAULT_EXCHANGE: &str = "amq.topic";
 
+/// Longest exchange name or routing key AMQP 0-9-1 carries (a short
+/// string).
+const MAX_SHORT_STRING: usize = 255;
+
+/// Refuses a name AMQP cannot carry, before the client library sees it.
+fn short(what: &str, text: &str) -> Result<(), BrokerError> {
+    match text.len() > MAX_SHORT_STRING {
+        true => Err(BrokerError::InvalidAddress(format!(
+            "the AMQP {what} is {} bytes long; at most {MAX_SHORT_STRING} are allowed",
+            text.len()
+        ))),
+        false => Ok(()),
+    }
+}
+
 /// The exchange of a channel: from its `amqp` binding's `exchange`, else
 /// `amq.topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +181,7 @@ impl AmqpAdapter {
     /// Declares the channel's exchange once per connection, as its binding
     /// describes it.
     async fn declare(&self, live: &Live, exchange: &Exchange) -> Result<(), BrokerError> {
+        short("exchange name", &exchange.name)?;
         if exchange.built_in()
             || self
                 .declared
@@ -307,6 +323,7 @@ impl ProtocolAdapter for AmqpAdapter {
         let exchange = Exchange::of(message.binding.as_deref());
         self.declare(&live, &exchange).await?;
         let routing_key = dotted(&message.topic, "#");
+        short("routing key", &routing_key)?;
         let confirm = live
             .publish
             .basic_publish(
@@ -344,6 +361,7 @@ impl ProtocolAdapter for AmqpAdapter {
             .ok_or_else(|| BrokerError::Unavailable("not connected to the AMQP broker".into()))?;
         let exchange = Exchange::of(options.binding.as_deref());
         self.declare(&live, &exchange).await?;
+        short("routing key", &dotted(filter.as_str(), "#"))?;
         let refused = |e: lapin::Error| {
             BrokerError::Refused(format!("AMQP subscribe to `{filter}` failed: {e}"))
         };

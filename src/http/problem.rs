@@ -131,6 +131,12 @@ fn broker_problem(error: &BrokerError) -> Problem {
             "Broker did not acknowledge",
             detail,
         ),
+        BrokerError::InvalidAddress(_) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-address",
+            "Address cannot be published to",
+            detail,
+        ),
         BrokerError::Refused(_) => Problem::new(
             StatusCode::BAD_GATEWAY,
             "broker-refused",
