@@ -21,6 +21,24 @@ use crate::broker::{
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
 
+/// Runs an adapter call so that a panic inside a broker's client library
+/// fails that call only, instead of stopping the connection actor.
+async fn guarded<F>(call: F) -> Result<(), BrokerError>
+where
+    F: std::future::Future<Output = Result<(), BrokerError>>,
+{
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!("broker client failed unexpectedly on a call");
+            Err(BrokerError::Refused(
+                "the broker client failed on this request".into(),
+            ))
+        }
+    }
+}
+
 /// A connection that lasted this long counts as stable when it is lost.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
@@ -216,7 +234,7 @@ impl BrokerConnection {
         };
         let timeout = Duration::from_millis(self.settings.connect_timeout_ms);
         let attempt = async move {
-            match tokio::time::timeout(timeout, adapter.connect(events_tx)).await {
+            match tokio::time::timeout(timeout, guarded(adapter.connect(events_tx))).await {
                 Ok(result) => result,
                 Err(_) => Err(BrokerError::Unavailable(format!(
                     "connect timed out after {} ms",
@@ -248,7 +266,7 @@ impl BrokerConnection {
             .collect();
         let resubscribe = async move {
             for (filter, options, established) in slots {
-                let outcome = adapter.subscribe(&filter, &options).await;
+                let outcome = guarded(adapter.subscribe(&filter, &options)).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(%filter, %error, "broker subscription failed after reconnect");
                 }
@@ -297,7 +315,7 @@ impl BrokerConnection {
         let broker = self.spec.id.clone();
         ctx.spawn(
             async move {
-                let outcome = adapter.subscribe(&filter, &options).await;
+                let outcome = guarded(adapter.subscribe(&filter, &options)).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(%broker, %filter, %error, "broker subscription failed");
                 }
@@ -388,7 +406,7 @@ impl Handler<Publish> for BrokerConnection {
                 return Box::pin(std::future::ready(Err(BrokerError::Unavailable(reason))));
             }
         };
-        Box::pin(async move { adapter.publish(msg.0).await })
+        Box::pin(guarded(async move { adapter.publish(msg.0).await }))
     }
 }
 
@@ -467,7 +485,7 @@ impl Handler<Unsubscribe> for BrokerConnection {
         let filter = msg.filter;
         ctx.spawn(
             async move {
-                if let Err(error) = adapter.unsubscribe(&filter).await {
+                if let Err(error) = guarded(adapter.unsubscribe(&filter)).await {
                     tracing::debug!(%filter, %error, "broker unsubscribe failed");
                 }
             }
