@@ -186,6 +186,20 @@ impl KafkaAdapter {
             .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))
     }
 
+    /// Stops every subscription's tasks; their consumers close with them.
+    fn stop_subscriptions(&self) {
+        let all: Vec<Subscription> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for subscription in all {
+            subscription.stop();
+        }
+    }
+
     /// Creates `topic` unless it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
         if self
@@ -382,14 +396,7 @@ fn forward(consumer: Arc<StreamConsumer>, events_tx: EventsTx) -> JoinHandle<()>
 #[async_trait]
 impl ProtocolAdapter for KafkaAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
-        for (_, subscription) in self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            subscription.stop();
-        }
+        self.stop_subscriptions();
         // A restarted cluster may have lost its topics.
         self.known_topics
             .lock()
@@ -498,14 +505,7 @@ impl ProtocolAdapter for KafkaAdapter {
     }
 
     async fn disconnect(&self) {
-        for (_, subscription) in self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            subscription.stop();
-        }
+        self.stop_subscriptions();
         let producer = self
             .producer
             .lock()

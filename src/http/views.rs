@@ -52,7 +52,8 @@ pub fn channel(entry: &ChannelEntry) -> Value {
         "qos": entry.qos,
         "broker": entry.broker.as_ref().map(broker),
         "mapping": entry.broker.as_ref().map(|b| {
-            let mut shown = crate::broker::mapping(&b.protocol, &row.address, entry.binding.as_deref());
+            let binding = entry.binding.as_deref();
+            let mut shown = crate::broker::mapping(&b.protocol, &row.address, binding);
             shown["protocol"] = json!(b.protocol);
             shown
         }),
