@@ -1,5 +1,6 @@
 //! The actor core: broker connections under one supervisor, one actor per
-//! broker-side subscription, the call-log writer and WebSocket sessions.
+//! broker-side subscription, the call-log writer, and the sessions of
+//! WebSocket, SSE and webhook subscribers.
 
 pub mod connection;
 pub mod frames;
@@ -7,6 +8,8 @@ pub mod log_writer;
 pub mod sse_session;
 pub mod subscription;
 pub mod supervisor;
+pub mod webhook_session;
+pub mod webhooks;
 pub mod ws_session;
 
 pub use connection::{BrokerConnection, ConnectionState, ConnectionStatus};

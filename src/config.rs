@@ -29,6 +29,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Server-Sent Events streams of clients.
     pub sse: SseConfig,
+    /// Webhook subscriptions.
+    pub webhooks: WebhooksConfig,
     /// AsyncAPI documents registered at start from files.
     pub documents: Vec<DocumentFile>,
     /// How AsyncAPI documents are loaded.
@@ -240,6 +242,46 @@ impl Default for SseConfig {
         Self {
             queue_capacity: 1_024,
             heartbeat_secs: 15,
+        }
+    }
+}
+
+/// Webhook subscriptions: where they may point and how deliveries are
+/// retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Whether callback URLs may point at loopback, private, link-local and
+    /// other non-public addresses. Off: a subscription could otherwise make
+    /// the gateway send requests into its own network.
+    pub allow_private_targets: bool,
+    /// How long one delivery attempt may take.
+    pub timeout_ms: u64,
+    /// Attempts per message, the first included, before it is recorded as
+    /// failed.
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles with each further retry.
+    pub retry_initial_ms: u64,
+    /// Longest delay between two attempts, a `Retry-After` included.
+    pub retry_max_ms: u64,
+    /// Messages waiting for one subscription at most; beyond it new
+    /// messages are recorded as failed and not queued.
+    pub queue_capacity: usize,
+    /// Messages in a row that failed after every attempt before the
+    /// subscription is paused.
+    pub pause_after_failures: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            timeout_ms: 10_000,
+            max_attempts: 6,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            queue_capacity: 10_000,
+            pause_after_failures: 5,
         }
     }
 }

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use sea_orm::DatabaseConnection;
 
 use crate::actors::supervisor::Shutdown;
+use crate::actors::webhooks::{RestoreWebhooks, Webhooks};
 use crate::actors::{BrokerSupervisor, CallLog, LogWriter};
 use crate::broker::AdapterContext;
 use crate::catalog::{Catalog, SharedCatalog};
@@ -83,6 +84,16 @@ impl Gateway {
         ));
         let restored = registry.restore().await?;
         load_documents(&registry, &config).await?;
+        let webhooks = Webhooks::new(
+            catalog.clone(),
+            config.webhooks.clone(),
+            call_log.clone(),
+            db.clone(),
+        )
+        .start();
+        let stored_webhooks = store::webhooks::all(&db).await.map_err(StoreError::from)?;
+        // The owner only fails to answer when the system is stopping.
+        let _ = webhooks.send(RestoreWebhooks(stored_webhooks)).await;
 
         let timeout = Duration::from_millis(config.server.publish_timeout_ms);
         let publisher = Publisher::new(
@@ -97,6 +108,7 @@ impl Gateway {
             registry,
             publisher,
             supervisor: supervisor.clone(),
+            webhooks,
             call_log: call_log.clone(),
             db: db.clone(),
             config: config.clone(),

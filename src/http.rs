@@ -6,8 +6,9 @@ mod health;
 mod messages;
 pub mod problem;
 mod sse;
-mod subscription;
+pub mod subscription;
 mod views;
+mod webhooks;
 mod ws;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use actix::Addr;
 use actix_web::web;
 use sea_orm::DatabaseConnection;
 
+use crate::actors::webhooks::Webhooks;
 use crate::actors::{BrokerSupervisor, CallLog};
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// Owner of the broker connections.
     pub supervisor: Addr<BrokerSupervisor>,
+    /// Owner of the webhook subscriptions' sessions.
+    pub webhooks: Addr<Webhooks>,
     /// Producer handle of the call-log writer.
     pub call_log: CallLog,
     /// The database.
@@ -70,6 +74,21 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/channels", "GET").route(web::get().to(channels::list)))
             .service(resource("/channels/{id}", "GET").route(web::get().to(channels::get)))
             .service(resource("/messages/publish", "POST").route(web::post().to(messages::publish)))
+            .service(
+                resource("/messages/subscribe", "POST").route(web::post().to(webhooks::create)),
+            )
+            .service(
+                resource("/messages/subscriptions", "GET").route(web::get().to(webhooks::list)),
+            )
+            .service(
+                resource("/messages/subscribe/{id}", "GET, DELETE")
+                    .route(web::get().to(webhooks::get))
+                    .route(web::delete().to(webhooks::delete)),
+            )
+            .service(
+                resource("/messages/subscribe/{id}/resume", "POST")
+                    .route(web::post().to(webhooks::resume)),
+            )
             .service(
                 resource("/messages/{id}/schema", "GET").route(web::get().to(messages::schema)),
             )

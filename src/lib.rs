@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod asyncapi;
+pub mod backoff;
 pub mod broker;
 pub mod catalog;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod publish;
 pub mod registry;
 pub mod store;
+pub mod webhook;
 
 pub use config::Config;
 pub use gateway::{Gateway, GatewayError};

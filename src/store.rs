@@ -3,6 +3,7 @@
 
 pub mod call_logs;
 pub mod documents;
+pub mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,96 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::StreamExt as _;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 const CHAT: &str = "asyncapi: 3.0.0\ninfo: {title: Chat, version: '1'}\nchannels:\n  room:\n    address: rooms/{roomId}\n    messages:\n      said:\n        payload: {type: object, required: [n], properties: {n: {type: integer}}}\n";
-
-/// One parsed event: its id, type and data; comments have the type `:`.
-#[derive(Debug)]
-struct Event {
-    id: Option<String>,
-    kind: String,
-    data: Value,
-}
-
-type Body =
-    futures_util::stream::LocalBoxStream<'static, Result<bytes::Bytes, awc::error::PayloadError>>;
-
-struct SseClient {
-    body: Body,
-    buffer: String,
-}
-
-impl SseClient {
-    async fn open(gw: &TestGateway, channel: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = gw
-            .client
-            .get(format!("{}/sse/{channel}", gw.base))
-            .timeout(Duration::from_secs(60));
-        if let Some(id) = last_event_id {
-            request = request.insert_header(("last-event-id", id));
-        }
-        let response = request.send().await.expect("stream opened");
-        assert_eq!(response.status().as_u16(), 200);
-        let kind = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        assert_eq!(kind, "text/event-stream");
-        Self {
-            body: response.boxed_local(),
-            buffer: String::new(),
-        }
-    }
-
-    async fn next(&mut self) -> Event {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                return parse(&block);
-            }
-            let chunk = tokio::time::timeout(WAIT, self.body.next())
-                .await
-                .expect("an event in time");
-            let bytes = chunk.expect("stream open").expect("chunk");
-            self.buffer.push_str(&String::from_utf8_lossy(&bytes));
-        }
-    }
-
-    /// The next event that is not a heartbeat comment.
-    async fn next_event(&mut self) -> Event {
-        loop {
-            let event = self.next().await;
-            if event.kind != ":" {
-                return event;
-            }
-        }
-    }
-}
-
-fn parse(block: &str) -> Event {
-    let mut event = Event {
-        id: None,
-        kind: "message".into(),
-        data: Value::Null,
-    };
-    for line in block.lines() {
-        if line.starts_with(':') {
-            event.kind = ":".into();
-        } else if let Some(id) = line.strip_prefix("id: ") {
-            event.id = Some(id.to_owned());
-        } else if let Some(kind) = line.strip_prefix("event: ") {
-            event.kind = kind.to_owned();
-        } else if let Some(data) = line.strip_prefix("data: ") {
-            event.data = serde_json::from_str(data).expect("JSON data");
-        }
-    }
-    event
-}
 
 async fn publish(gw: &TestGateway, channel: &str, n: i64) {
     let body =

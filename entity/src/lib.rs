@@ -8,3 +8,4 @@ pub mod message_brokers;
 pub mod message_call_logs;
 pub mod message_channels;
 pub mod message_definitions;
+pub mod webhook_subscriptions;

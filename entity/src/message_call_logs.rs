@@ -19,7 +19,7 @@ pub struct Model {
     pub message_id: Option<String>,
     /// The broker, when the call reached one.
     pub broker_id: Option<String>,
-    /// `publish` or `receive`.
+    /// `publish`, `receive` or `webhook` (a delivery to a webhook).
     pub direction: String,
     /// The concrete address, when it could be resolved.
     pub address: Option<String>,

@@ -292,17 +292,14 @@ impl BrokerConnection {
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 
-    /// Capped exponential backoff with up to a quarter of jitter.
+    /// Capped exponential backoff with jitter.
     fn backoff(&self) -> Duration {
-        let exponent = self.failed_attempts.saturating_sub(1).min(16);
-        let base = self
-            .settings
-            .reconnect_initial_ms
-            .saturating_mul(1 << exponent);
-        let capped = base.min(self.settings.reconnect_max_ms);
-        let jitter_range = (capped / 4).max(1);
-        let jitter = u64::from(Utc::now().timestamp_subsec_nanos()) % jitter_range;
-        Duration::from_millis(capped - jitter_range / 2 + jitter)
+        let settings = &self.settings;
+        crate::backoff::delay(
+            self.failed_attempts,
+            settings.reconnect_initial_ms,
+            settings.reconnect_max_ms,
+        )
     }
 
     fn subscribe_at_broker(&mut self, filter: TopicFilter, ctx: &mut Context<Self>) {

@@ -28,7 +28,7 @@ pub struct CallRecord {
     pub message_id: Option<MessageId>,
     /// The broker, when the call reached one.
     pub broker_id: Option<BrokerId>,
-    /// `publish` or `receive`.
+    /// `publish`, `receive` or `webhook` (a delivery to a webhook).
     pub direction: &'static str,
     /// The concrete address, when it was resolved.
     pub address: Option<String>,

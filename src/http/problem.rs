@@ -169,6 +169,17 @@ pub enum ApiError {
     /// The request body is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// One field of a well-formed request has a value that cannot be used.
+    #[error("{message}")]
+    InvalidField {
+        /// JSON pointer to the field in the request body.
+        pointer: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The gateway cannot serve the request now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
@@ -199,6 +210,22 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Request body too large",
+                detail,
+            ),
+            ApiError::InvalidField { pointer, message } => {
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-field",
+                    "Invalid field value",
+                    detail,
+                );
+                p.errors = Some(json!([{ "pointer": pointer, "message": message }]));
+                p
+            }
+            ApiError::Unavailable(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
                 detail,
             ),
             ApiError::Database(error) => {

@@ -119,6 +119,7 @@ pub async fn delete(
     document: &asyncapi_documents::Model,
 ) -> Result<(), DbErr> {
     let txn = db.begin().await?;
+    super::webhooks::delete_of_document(&txn, &document.id).await?;
     message_definitions::Entity::delete_many()
         .filter(message_definitions::Column::DocumentId.eq(&document.id))
         .exec(&txn)

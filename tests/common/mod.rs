@@ -446,3 +446,212 @@ impl WsBrokerServer {
         }
     }
 }
+
+/// One parsed event: its id, type and data; comments have the type `:`.
+#[derive(Debug)]
+pub struct Event {
+    pub id: Option<String>,
+    pub kind: String,
+    pub data: Value,
+}
+
+pub type Body =
+    futures_util::stream::LocalBoxStream<'static, Result<bytes::Bytes, awc::error::PayloadError>>;
+
+pub struct SseClient {
+    body: Body,
+    buffer: String,
+}
+
+impl SseClient {
+    pub async fn open(gw: &TestGateway, channel: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = gw
+            .client
+            .get(format!("{}/sse/{channel}", gw.base))
+            .timeout(Duration::from_secs(60));
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("last-event-id", id));
+        }
+        let response = request.send().await.expect("stream opened");
+        assert_eq!(response.status().as_u16(), 200);
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(kind, "text/event-stream");
+        Self {
+            body: response.boxed_local(),
+            buffer: String::new(),
+        }
+    }
+
+    pub async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return parse(&block);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next())
+                .await
+                .expect("an event in time");
+            let bytes = chunk.expect("stream open").expect("chunk");
+            self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    /// The next event that is not a heartbeat comment.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let event = self.next().await;
+            if event.kind != ":" {
+                return event;
+            }
+        }
+    }
+}
+
+fn parse(block: &str) -> Event {
+    let mut event = Event {
+        id: None,
+        kind: "message".into(),
+        data: Value::Null,
+    };
+    for line in block.lines() {
+        if line.starts_with(':') {
+            event.kind = ":".into();
+        } else if let Some(id) = line.strip_prefix("id: ") {
+            event.id = Some(id.to_owned());
+        } else if let Some(kind) = line.strip_prefix("event: ") {
+            event.kind = kind.to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            event.data = serde_json::from_str(data).expect("JSON data");
+        }
+    }
+    event
+}
+
+/// One request a [`WebhookReceiver`] took.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: bytes::Bytes,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON webhook body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// How a [`WebhookReceiver`] answers: the statuses of its first calls in
+/// order, then `then`; each answer after `delay`.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub first: Vec<u16>,
+    pub then: u16,
+    pub delay: Duration,
+}
+
+impl Script {
+    pub fn ok() -> Self {
+        Self {
+            first: Vec::new(),
+            then: 200,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
+
+/// An HTTP endpoint on a free loopback port that records every request
+/// and answers as scripted.
+pub struct WebhookReceiver {
+    pub url: String,
+    received: Shared<Vec<Received>>,
+    script: Shared<Script>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl WebhookReceiver {
+    pub async fn start(script: Script) -> Self {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        let received: Shared<Vec<Received>> = Default::default();
+        let script = std::sync::Arc::new(std::sync::Mutex::new(script));
+        let (r, s) = (received.clone(), script.clone());
+        let handler = move |req: HttpRequest, body: bytes::Bytes| {
+            let (received, script) = (r.clone(), s.clone());
+            async move {
+                let (status, delay) = {
+                    let mut script = script.lock().expect("script");
+                    let status = if script.first.is_empty() {
+                        script.then
+                    } else {
+                        script.first.remove(0)
+                    };
+                    (status, script.delay)
+                };
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                received.lock().expect("received").push(Received {
+                    headers,
+                    body,
+                    status,
+                });
+                let status = actix_web::http::StatusCode::from_u16(status).expect("status");
+                HttpResponse::build(status).finish()
+            }
+        };
+        let server = HttpServer::new(move || App::new().default_service(web::to(handler.clone())))
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .expect("receiver binds");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            url: format!("http://{addr}/hook"),
+            received,
+            script,
+            server: handle,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("received").clone()
+    }
+
+    /// Requests answered with a 2xx status.
+    pub fn accepted(&self) -> Vec<Received> {
+        let all = self.received();
+        all.into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    pub fn set_script(&self, script: Script) {
+        *self.script.lock().expect("script") = script;
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}

@@ -1,0 +1,206 @@
+//! Webhooks: owns one WebhookSession per stored webhook subscription,
+//! starts them from the database at start, and answers the management API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use entity::webhook_subscriptions;
+use futures_util::future::join_all;
+use sea_orm::DatabaseConnection;
+
+use super::webhook_session::{
+    GetView, Resume, SessionEnded, Stop, WebhookParts, WebhookSession, WebhookView,
+};
+use super::CallLog;
+use crate::catalog::SharedCatalog;
+use crate::config::WebhooksConfig;
+use crate::http::subscription::Target;
+
+/// Starts the session of a subscription just stored.
+#[derive(Message)]
+#[rtype(result = "WebhookView")]
+pub struct StartWebhook {
+    /// The stored row.
+    pub row: webhook_subscriptions::Model,
+    /// Its channel, broker connection and filter.
+    pub target: Target,
+}
+
+/// Starts the sessions of stored subscriptions; answers how many run.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RestoreWebhooks(pub Vec<webhook_subscriptions::Model>);
+
+/// Stops and forgets a subscription.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveWebhook(pub String);
+
+/// Resumes a paused subscription.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeWebhook(pub String);
+
+/// Lists subscriptions, optionally of one channel.
+#[derive(Message)]
+#[rtype(result = "Vec<WebhookView>")]
+pub struct ListWebhooks {
+    /// Only this channel's, when given.
+    pub channel_id: Option<String>,
+}
+
+/// The owner of every webhook session.
+pub struct Webhooks {
+    catalog: SharedCatalog,
+    settings: Arc<WebhooksConfig>,
+    call_log: CallLog,
+    db: DatabaseConnection,
+    sessions: HashMap<String, (String, Addr<WebhookSession>)>,
+    /// Stored subscriptions whose channel is not loaded, by id.
+    unavailable: HashMap<String, WebhookView>,
+}
+
+impl Webhooks {
+    /// An owner with no sessions yet.
+    pub fn new(
+        catalog: SharedCatalog,
+        settings: WebhooksConfig,
+        call_log: CallLog,
+        db: DatabaseConnection,
+    ) -> Self {
+        Self {
+            catalog,
+            settings: Arc::new(settings),
+            call_log,
+            db,
+            sessions: HashMap::new(),
+            unavailable: HashMap::new(),
+        }
+    }
+
+    fn launch(
+        &mut self,
+        row: webhook_subscriptions::Model,
+        target: Target,
+        ctx: &mut Context<Self>,
+    ) -> Addr<WebhookSession> {
+        let parts = WebhookParts {
+            fixed: fixed_parameters(&row),
+            channel: target.channel,
+            filter: target.filter,
+            connection: target.connection,
+            settings: self.settings.clone(),
+            call_log: self.call_log.clone(),
+            db: self.db.clone(),
+            row,
+        };
+        let (id, channel) = (parts.row.id.clone(), parts.row.channel_id.clone());
+        let session = WebhookSession::start(parts, ctx.address().recipient());
+        self.sessions.insert(id, (channel, session.clone()));
+        session
+    }
+}
+
+/// The parameter values stored with a subscription.
+pub fn fixed_parameters(row: &webhook_subscriptions::Model) -> BTreeMap<String, String> {
+    row.parameters
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
+impl Actor for Webhooks {
+    type Context = Context<Self>;
+}
+
+impl Handler<StartWebhook> for Webhooks {
+    type Result = ResponseFuture<WebhookView>;
+
+    fn handle(&mut self, msg: StartWebhook, ctx: &mut Self::Context) -> Self::Result {
+        let fallback = WebhookView::stored(&msg.row, "active");
+        let session = self.launch(msg.row, msg.target, ctx);
+        Box::pin(async move { session.send(GetView).await.unwrap_or(fallback) })
+    }
+}
+
+impl Handler<RestoreWebhooks> for Webhooks {
+    type Result = usize;
+
+    fn handle(&mut self, msg: RestoreWebhooks, ctx: &mut Self::Context) -> usize {
+        let catalog = self.catalog.load();
+        for row in msg.0 {
+            let fixed = fixed_parameters(&row);
+            match Target::resolve(&catalog, row.channel_id.clone(), &fixed) {
+                Ok(target) => {
+                    self.launch(row, target, ctx);
+                }
+                Err(error) => {
+                    tracing::warn!(webhook = %row.id, %error, "webhook subscription not started");
+                    let mut view = WebhookView::stored(&row, "unavailable");
+                    view.reason = Some(error.to_string());
+                    self.unavailable.insert(row.id, view);
+                }
+            }
+        }
+        self.sessions.len()
+    }
+}
+
+impl Handler<RemoveWebhook> for Webhooks {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveWebhook, _ctx: &mut Self::Context) {
+        self.unavailable.remove(&msg.0);
+        if let Some((_, session)) = self.sessions.remove(&msg.0) {
+            session.do_send(Stop);
+        }
+    }
+}
+
+impl Handler<ResumeWebhook> for Webhooks {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResumeWebhook, _ctx: &mut Self::Context) {
+        if let Some((_, session)) = self.sessions.get(&msg.0) {
+            session.do_send(Resume);
+        }
+    }
+}
+
+impl Handler<ListWebhooks> for Webhooks {
+    type Result = ResponseFuture<Vec<WebhookView>>;
+
+    fn handle(&mut self, msg: ListWebhooks, _ctx: &mut Self::Context) -> Self::Result {
+        let wanted = |channel: &str| msg.channel_id.as_deref().is_none_or(|c| c == channel);
+        let sessions: Vec<Addr<WebhookSession>> = self
+            .sessions
+            .values()
+            .filter(|(channel, _)| wanted(channel))
+            .map(|(_, session)| session.clone())
+            .collect();
+        let mut unavailable: Vec<WebhookView> = self
+            .unavailable
+            .values()
+            .filter(|view| wanted(&view.channel_id))
+            .cloned()
+            .collect();
+        Box::pin(async move {
+            let views = join_all(sessions.iter().map(|s| s.send(GetView))).await;
+            let mut views: Vec<WebhookView> = views.into_iter().flatten().collect();
+            views.append(&mut unavailable);
+            views.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            views
+        })
+    }
+}
+
+impl Handler<SessionEnded> for Webhooks {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, _ctx: &mut Self::Context) {
+        self.sessions.remove(&msg.id);
+    }
+}
