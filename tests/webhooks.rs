@@ -493,3 +493,70 @@ async fn bad_subscriptions_are_refused_with_what_is_wrong() {
     assert_eq!(deleted.status().as_u16(), 404);
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_full_queue_records_what_it_cannot_take_and_timeouts_are_retried() {
+    let receiver = WebhookReceiver::start(Script {
+        first: Vec::new(),
+        then: 200,
+        delay: Duration::from_millis(700),
+    })
+    .await;
+    let db = TestDb::sqlite();
+    let mut config = webhook_config(&db);
+    config.webhooks.queue_capacity = 2;
+    config.webhooks.timeout_ms = 400;
+    config.webhooks.max_attempts = 2;
+    config.webhooks.pause_after_failures = 100;
+    let gw = TestGateway::start(config).await;
+    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
+    let created = create(
+        &gw,
+        json!({"channel_id": channel, "callback_url": receiver.url}),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    for n in 1..=5 {
+        publish(&gw, &channel, "a", n).await;
+    }
+    // Two fit in the queue; both time out twice and fail; three are refused.
+    let seen = eventually(WAIT, || async {
+        let seen = view(&gw, &id).await;
+        (seen["failed"] == 5 && seen["queued"] == 0).then_some(seen)
+    })
+    .await
+    .expect("five failures");
+    assert_eq!(seen["delivered"], 0);
+    assert_eq!(seen["retries"], 2);
+    assert!(seen["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("request failed"));
+    let logs = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&format!("/logs/recent?channel_id={channel}")).await;
+        let logs: Vec<Value> = logs["logs"].as_array().cloned().unwrap_or_default();
+        let webhook: Vec<Value> = logs
+            .into_iter()
+            .filter(|l| l["direction"] == "webhook")
+            .collect();
+        (webhook.len() == 5).then_some(webhook)
+    })
+    .await
+    .expect("five failure records");
+    let kinds: Vec<&str> = logs
+        .iter()
+        .filter_map(|l| l["error_kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "queue-full").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "webhook").count(),
+        2,
+        "{kinds:?}"
+    );
+    gw.stop().await;
+    receiver.stop().await;
+}
