@@ -34,6 +34,8 @@ pub struct Outbound {
     pub key: Option<String>,
     /// The channel's binding for the protocol, if the document gives one.
     pub binding: Option<Arc<serde_json::Value>>,
+    /// The binding for the protocol of the channel's operations, if any.
+    pub operation_binding: Option<Arc<serde_json::Value>>,
 }
 
 /// How a filter is subscribed at the broker.
@@ -127,6 +129,9 @@ pub fn mapping(
     match protocol {
         "nats" => json!({ "subject": address::dotted(address, ">") }),
         "amqp" => {
+            if let Some(queue) = amqp::Queue::of(binding, address) {
+                return json!({ "queue": queue.name, "exchange": "" });
+            }
             let exchange = amqp::Exchange::of(binding);
             json!({ "exchange": exchange.name, "exchange_type": exchange.kind, "routing_key": address::dotted(address, "#") })
         }
@@ -161,10 +166,12 @@ pub struct AdapterContext {
     pub connect_timeout: std::time::Duration,
 }
 
-/// Builds the adapter for `protocol` at `url`.
+/// Builds the adapter for `protocol` at `url`; `name` identifies the
+/// connection to brokers that show client names (AMQP).
 pub fn adapter_for(
     protocol: &str,
     url: &str,
+    name: &str,
     context: &AdapterContext,
 ) -> Result<Arc<dyn ProtocolAdapter>, BrokerError> {
     match protocol {
@@ -179,6 +186,7 @@ pub fn adapter_for(
         )?)),
         "amqp" => Ok(Arc::new(amqp::AmqpAdapter::new(
             url,
+            name,
             context.connect_timeout,
         )?)),
         "ws" | "wss" => Ok(Arc::new(websocket::WebSocketAdapter::new(

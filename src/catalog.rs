@@ -69,6 +69,8 @@ pub struct ChannelEntry {
     pub qos: u8,
     /// The channel's binding for its broker's protocol, if any.
     pub binding: Option<Arc<Value>>,
+    /// Its operations' binding for its broker's protocol, if any.
+    pub operation_binding: Option<Arc<Value>>,
     /// A fixed Kafka message key (a `const` or single `enum` in the kafka
     /// message binding's `key` schema), if the document gives one.
     pub fixed_key: Option<String>,
@@ -200,6 +202,9 @@ impl ChannelEntry {
         let binding = broker
             .as_ref()
             .and_then(|b| protocol_binding(&row.bindings, &b.protocol));
+        let operation_binding = broker
+            .as_ref()
+            .and_then(|b| protocol_binding(&row.operation_bindings, &b.protocol));
         let fixed_key = messages_key(&messages);
         Ok(Self {
             id: ChannelId::from(row.id.clone()),
@@ -208,6 +213,7 @@ impl ChannelEntry {
             parameters,
             messages,
             binding,
+            operation_binding,
             fixed_key,
             broker,
             qos,

@@ -261,6 +261,7 @@ impl Publisher {
             retain: channel.retain,
             key: message_key(channel, &values),
             binding: channel.binding.clone(),
+            operation_binding: channel.operation_binding.clone(),
         };
         self.send(&connection, outbound).await?;
 

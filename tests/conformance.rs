@@ -345,6 +345,54 @@ async fn nats_reconnects_after_its_broker_restarts() {
     reconnects_after_restart("nats", nats_server).await;
 }
 
+/// RabbitMQ is the machine's shared service, so instead of restarting it the
+/// test has it close the gateway's connection, found by its client name.
+#[actix_rt::test]
+async fn amqp_reconnects_after_the_broker_drops_the_connection() {
+    let setup = Setup::new("amqp://127.0.0.1:5672").await;
+    let mut ws = setup.subscribe(Some("r")).await;
+    setup.publish("r", 40).await;
+    receive(&mut ws, 40).await;
+
+    let broker = setup.broker_status().await["broker_id"]
+        .as_str()
+        .expect("broker id")
+        .to_owned();
+    let name = format!("stepflow-gateway broker {broker}");
+    let listed = Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties"])
+        .args(["--quiet", "--no-table-headers"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let pid = listed
+        .lines()
+        .filter(|line| line.contains(&name))
+        .find_map(|line| line.split_once('\t'))
+        .map(|(pid, _)| pid.trim().to_owned())
+        .unwrap_or_else(|| panic!("no connection named {name} in {listed}"));
+    let closed = Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "closed by the conformance test"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+
+    let back = setup
+        .wait_for_status("the reconnection", |s| {
+            s["state"] == "connected" && s["reconnects"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
+    let error = back["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("closed by the conformance test"), "{back}");
+    setup.publish("r", 41).await;
+    receive(&mut ws, 41).await;
+    setup.gw.stop().await;
+}
+
 #[actix_rt::test]
 async fn kafka_reconnects_after_its_broker_restarts() {
     reconnects_after_restart("kafka", tansu).await;

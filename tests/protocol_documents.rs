@@ -112,6 +112,120 @@ async fn the_order_flow_runs_over_rabbitmq() {
     gw.stop().await;
 }
 
+/// A channel that is a named AMQP queue (`is: queue`), published with the
+/// operation binding's `cc`, priority and delivery mode, and headers.
+#[actix_rt::test]
+async fn an_amqp_queue_channel_uses_its_queue_and_operation_binding() {
+    use futures_util::StreamExt as _;
+    use lapin::options::{
+        BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (jobs, audit) = (
+        format!("stepflow.test.jobs.{run}"),
+        format!("stepflow.test.audit.{run}"),
+    );
+    let document = format!(
+        "asyncapi: 2.6.0\ninfo: {{title: Jobs, version: '1'}}\n\
+         servers:\n  rabbit: {{url: 'amqp://127.0.0.1:5672', protocol: amqp}}\n\
+         channels:\n  jobs:\n    bindings:\n      amqp: {{is: queue, queue: {{name: '{jobs}', durable: false, autoDelete: false}}}}\n\
+         \x20   publish:\n      bindings: {{amqp: {{cc: ['{audit}'], priority: 3, deliveryMode: 2}}}}\n\
+         \x20     message: {{payload: {{type: object, required: [job]}}}}\n"
+    );
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw.register("Jobs", &document, None).await;
+    let channel = channel_id(&registered, "jobs");
+    let (_, shown) = gw.get(&format!("/channels/{channel}")).await;
+    assert_eq!(shown["mapping"]["queue"], jobs.as_str(), "{shown}");
+    assert_eq!(shown["mapping"]["exchange"], "");
+
+    let amqp = lapin::Connection::connect("amqp://127.0.0.1:5672", Default::default())
+        .await
+        .expect("RabbitMQ");
+    let probe = amqp.create_channel().await.expect("channel");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    probe
+        .queue_declare(audit.as_str().into(), exclusive, FieldTable::default())
+        .await
+        .expect("audit queue");
+    let mut audit_consumer = probe
+        .basic_consume(
+            audit.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("audit consumer");
+
+    let mut ws = gw.subscribe(&channel, "").await;
+    let body =
+        json!({"channel_id": channel, "message_data": {"job": 1}, "headers": {"traceId": "t-1"}});
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    let frame = ws
+        .next_message_where(WAIT, |p| p["job"] == 1)
+        .await
+        .expect("from the queue");
+    assert_eq!(frame["headers"]["traceId"], "t-1", "{frame}");
+    assert_eq!(frame["address"], "jobs");
+
+    let copied = tokio::time::timeout(WAIT, audit_consumer.next())
+        .await
+        .expect("a copy through cc")
+        .expect("delivery")
+        .expect("delivery");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&copied.data).ok(),
+        Some(json!({"job": 1}))
+    );
+    assert_eq!(copied.properties.priority(), &Some(3));
+    assert_eq!(copied.properties.delivery_mode(), &Some(2));
+    let headers = copied.properties.headers().clone().unwrap_or_default();
+    assert!(
+        matches!(headers.inner().get("traceId"), Some(AMQPValue::LongString(v)) if v.as_bytes() == b"t-1"),
+        "{headers:?}"
+    );
+
+    // Another producer of the queue reaches the gateway's subscribers.
+    probe
+        .basic_publish(
+            "".into(),
+            jobs.as_str().into(),
+            BasicPublishOptions::default(),
+            br#"{"job": 2}"#,
+            Default::default(),
+        )
+        .await
+        .expect("direct publish");
+    ws.next_message_where(WAIT, |p| p["job"] == 2)
+        .await
+        .expect("direct message");
+
+    // The queue is the channel's, not the subscription's: it stays.
+    drop(ws);
+    gw.stop().await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let check = amqp.create_channel().await.expect("channel");
+    check
+        .queue_declare(jobs.as_str().into(), passive, FieldTable::default())
+        .await
+        .expect("the jobs queue is still there");
+    check
+        .queue_delete(jobs.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("clean up");
+}
+
 #[actix_rt::test]
 async fn streetlights_kafka_routes_over_a_kafka_broker() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -201,7 +201,8 @@ pub struct BrokerConnection {
 impl BrokerConnection {
     /// A connection to `spec`; it connects once started.
     pub fn new(spec: BrokerSpec, settings: BrokersConfig, context: &AdapterContext) -> Self {
-        let adapter = adapter_for(&spec.protocol, &spec.url, context);
+        let name = format!("stepflow-gateway broker {}", spec.id);
+        let adapter = adapter_for(&spec.protocol, &spec.url, &name, context);
         Self {
             spec,
             settings,

@@ -1,8 +1,18 @@
 //! AMQP 0-9-1 through lapin: messages go to the topic exchange `amq.topic`
-//! with the address in dotted form as routing key (`/` to `.`, `+` to `*`,
-//! `#` to `#`); a publish answers after the broker's publisher confirm; each
-//! subscription is an exclusive, auto-deleted queue bound with its filter,
-//! and a message is acknowledged once it is handed on for fan-out.
+//! (or the exchange the channel's `amqp` binding names) with the address in
+//! dotted form as routing key (`/` to `.`, `+` to `*`, `#` to `#`); a
+//! publish answers after the broker's publisher confirm; each subscription
+//! is an exclusive, auto-deleted queue bound with its filter, and a message
+//! is acknowledged once it is handed on for fan-out.
+//!
+//! A channel whose binding says `is: queue` is one named queue instead:
+//! publishes go to it through the default exchange, and subscriptions
+//! consume from it (sharing its messages with any other consumer of it),
+//! leaving it in place when they end.
+//!
+//! The operation binding's `cc`, `bcc`, `deliveryMode`, `priority`,
+//! `expiration`, `replyTo`, `userId`, `timestamp` and `mandatory` shape each
+//! publish; message headers travel as AMQP headers both ways.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +24,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::task::JoinHandle;
 
@@ -104,6 +114,147 @@ impl Exchange {
     }
 }
 
+/// A channel whose `amqp` binding says `is: queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// Its name: the binding's `queue.name`, else the dotted address.
+    pub name: String,
+    /// Whether it survives a broker restart.
+    pub durable: bool,
+    /// Whether only the declaring connection may use it.
+    pub exclusive: bool,
+    /// Whether it is deleted when its last consumer leaves.
+    pub auto_delete: bool,
+}
+
+impl Queue {
+    /// The queue of a channel at `address`, when its binding says
+    /// `is: queue`.
+    pub fn of(binding: Option<&serde_json::Value>, address: &str) -> Option<Self> {
+        let binding = binding?;
+        if binding.get("is").and_then(serde_json::Value::as_str) != Some("queue") {
+            return None;
+        }
+        let queue = binding.get("queue");
+        let field = |key: &str| queue.and_then(|q| q.get(key));
+        let flag = |key: &str, default: bool| {
+            field(key)
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(default)
+        };
+        let name = field("name")
+            .and_then(serde_json::Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| dotted(address, "#"), str::to_owned);
+        Some(Self {
+            name,
+            durable: flag("durable", true),
+            exclusive: flag("exclusive", false),
+            auto_delete: flag("autoDelete", false),
+        })
+    }
+
+    fn declare_options(&self) -> QueueDeclareOptions {
+        QueueDeclareOptions {
+            durable: self.durable,
+            exclusive: self.exclusive,
+            auto_delete: self.auto_delete,
+            ..Default::default()
+        }
+    }
+}
+
+/// The message properties and publish options the operation binding asks
+/// for, with the message's headers.
+fn publish_properties(message: &Outbound) -> (BasicProperties, BasicPublishOptions) {
+    let binding = message.operation_binding.as_deref();
+    let field = |key: &str| binding.and_then(|b| b.get(key));
+    let mut headers = FieldTable::default();
+    for (key, value) in &message.headers {
+        headers.insert(
+            key.as_str().into(),
+            AMQPValue::LongString(value.as_str().into()),
+        );
+    }
+    // RabbitMQ routes a message to the routing keys in `CC` and `BCC` too.
+    for (key, header) in [("cc", "CC"), ("bcc", "BCC")] {
+        let keys: Vec<AMQPValue> = field(key)
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(|k| AMQPValue::LongString(k.into()))
+            .collect();
+        if !keys.is_empty() {
+            headers.insert(header.into(), AMQPValue::FieldArray(keys.into()));
+        }
+    }
+    let mut properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_headers(headers);
+    let number = |key: &str| field(key).and_then(serde_json::Value::as_u64);
+    let text = |key: &str| field(key).and_then(serde_json::Value::as_str);
+    if let Some(mode) = number("deliveryMode").filter(|m| (1..=2).contains(m)) {
+        properties = properties.with_delivery_mode(mode as u8);
+    }
+    if let Some(priority) = number("priority") {
+        properties = properties.with_priority(priority.min(255) as u8);
+    }
+    if let Some(expiration) = number("expiration") {
+        properties = properties.with_expiration(expiration.to_string().into());
+    }
+    if let Some(reply_to) = text("replyTo") {
+        properties = properties.with_reply_to(reply_to.into());
+    }
+    if let Some(user_id) = text("userId") {
+        properties = properties.with_user_id(user_id.into());
+    }
+    if field("timestamp").and_then(serde_json::Value::as_bool) == Some(true) {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        properties = properties.with_timestamp(now);
+    }
+    let options = BasicPublishOptions {
+        mandatory: field("mandatory").and_then(serde_json::Value::as_bool) == Some(true),
+        ..Default::default()
+    };
+    (properties, options)
+}
+
+/// Headers of a delivery as text; values that are not text or numbers are
+/// left out.
+fn inbound_headers(properties: &BasicProperties) -> Vec<(String, String)> {
+    let Some(table) = properties.headers() else {
+        return Vec::new();
+    };
+    table
+        .inner()
+        .iter()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                AMQPValue::Boolean(b) => b.to_string(),
+                AMQPValue::LongLongInt(n) => n.to_string(),
+                AMQPValue::LongInt(n) => n.to_string(),
+                AMQPValue::LongUInt(n) => n.to_string(),
+                AMQPValue::ShortInt(n) => n.to_string(),
+                AMQPValue::ShortUInt(n) => n.to_string(),
+                AMQPValue::Double(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((key.as_str().to_owned(), text))
+        })
+        .collect()
+}
+
+/// Where a consumer's deliveries come from and how their address is known.
+enum Source {
+    /// A queue bound with a routing pattern: the address is the routing key.
+    Routed(TopicFilter),
+    /// A channel's own queue: every delivery has the channel's address.
+    Fixed(std::sync::Arc<str>),
+}
+
 struct Live {
     connection: Connection,
     /// Publishes with confirms on; consuming uses its own channel.
@@ -113,12 +264,18 @@ struct Live {
 
 struct Consumer {
     queue: String,
+    tag: String,
+    /// Whether the queue was made for this subscription and is deleted
+    /// with it; a channel's own queue stays.
+    owned: bool,
     task: JoinHandle<()>,
 }
 
 /// One AMQP connection.
 pub struct AmqpAdapter {
     url: String,
+    /// The connection's name, as RabbitMQ's tools show it.
+    name: String,
     connect_timeout: Duration,
     live: Mutex<Option<std::sync::Arc<Live>>>,
     /// Exchanges declared on this connection.
@@ -128,8 +285,9 @@ pub struct AmqpAdapter {
 }
 
 impl AmqpAdapter {
-    /// A client for an `amqp://` URL, not yet connected.
-    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+    /// A client for an `amqp://` URL, not yet connected, whose connection
+    /// is named `name`.
+    pub fn new(url: &str, name: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid AMQP URL `{url}`: {e}")))?;
         if parsed.scheme() != "amqp" {
@@ -140,6 +298,7 @@ impl AmqpAdapter {
         }
         Ok(Self {
             url: url.to_owned(),
+            name: name.to_owned(),
             connect_timeout,
             live: Mutex::new(None),
             declared: Mutex::new(Default::default()),
@@ -163,7 +322,9 @@ impl AmqpAdapter {
     }
 
     async fn open(&self) -> Result<Live, lapin::Error> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let properties =
+            ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let connection = Connection::connect(&self.url, properties).await?;
         let publish = connection.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
@@ -216,6 +377,34 @@ impl AmqpAdapter {
             .insert(exchange.name.clone());
         Ok(())
     }
+
+    /// Declares a channel's own queue once per connection.
+    async fn declare_queue(&self, live: &Live, queue: &Queue) -> Result<(), BrokerError> {
+        let key = format!("queue:{}", queue.name);
+        if self
+            .declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        live.publish
+            .queue_declare(
+                queue.name.as_str().into(),
+                queue.declare_options(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                BrokerError::Refused(format!("cannot declare AMQP queue `{}`: {e}", queue.name))
+            })?;
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        Ok(())
+    }
 }
 
 /// An exclusive, auto-deleted queue bound to `exchange` with the filter's
@@ -260,14 +449,17 @@ async fn bind_queue(
 }
 
 /// Hands each delivery on, then acknowledges it, until the task is aborted.
-async fn forward(mut consumer: lapin::Consumer, shape: TopicFilter, events_tx: EventsTx) {
+async fn forward(mut consumer: lapin::Consumer, source: Source, events_tx: EventsTx) {
     while let Some(Ok(delivery)) = consumer.next().await {
-        if let Some(topic) = undotted(&shape, delivery.routing_key.as_str()) {
-            let payload = bytes::Bytes::copy_from_slice(&delivery.data);
+        let topic = match &source {
+            Source::Routed(shape) => undotted(shape, delivery.routing_key.as_str()).map(Into::into),
+            Source::Fixed(address) => Some(address.clone()),
+        };
+        if let Some(topic) = topic {
             let inbound = Inbound {
-                topic: topic.into(),
-                payload,
-                headers: Vec::new(),
+                topic,
+                payload: bytes::Bytes::copy_from_slice(&delivery.data),
+                headers: inbound_headers(&delivery.properties),
             };
             if events_tx
                 .send(AdapterEvent::Message(inbound))
@@ -280,6 +472,25 @@ async fn forward(mut consumer: lapin::Consumer, shape: TopicFilter, events_tx: E
         // Handed on for fan-out, or not ours: either way it is done.
         let _ = delivery.ack(BasicAckOptions::default()).await;
     }
+}
+
+/// Declares a channel's own queue and consumes from it.
+async fn consume_queue(live: &Live, queue: &Queue) -> Result<lapin::Consumer, lapin::Error> {
+    live.consume
+        .queue_declare(
+            queue.name.as_str().into(),
+            queue.declare_options(),
+            FieldTable::default(),
+        )
+        .await?;
+    live.consume
+        .basic_consume(
+            queue.name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 #[async_trait]
@@ -320,29 +531,45 @@ impl ProtocolAdapter for AmqpAdapter {
 
     async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
         let live = self.live()?;
-        let exchange = Exchange::of(message.binding.as_deref());
-        self.declare(&live, &exchange).await?;
-        let routing_key = dotted(&message.topic, "#");
+        let binding = message.binding.as_deref();
+        let (exchange, routing_key) = match Queue::of(binding, &message.topic) {
+            Some(queue) => {
+                short("queue name", &queue.name)?;
+                self.declare_queue(&live, &queue).await?;
+                (String::new(), queue.name)
+            }
+            None => {
+                let exchange = Exchange::of(binding);
+                self.declare(&live, &exchange).await?;
+                (exchange.name, dotted(&message.topic, "#"))
+            }
+        };
         short("routing key", &routing_key)?;
+        let (properties, options) = publish_properties(&message);
         let confirm = live
             .publish
             .basic_publish(
-                exchange.name.as_str().into(),
+                exchange.as_str().into(),
                 routing_key.as_str().into(),
-                BasicPublishOptions::default(),
+                options,
                 &message.payload,
-                BasicProperties::default().with_content_type("application/json".into()),
+                properties,
             )
             .await
             .map_err(|e| BrokerError::Unavailable(format!("AMQP publish failed: {e}")))?;
         let confirmation = confirm
             .await
             .map_err(|e| BrokerError::Unavailable(format!("AMQP confirm failed: {e}")))?;
-        match confirmation.is_ack() {
-            true => Ok(()),
-            false => Err(BrokerError::Refused(
-                "the AMQP broker did not confirm the message".into(),
-            )),
+        if !confirmation.is_ack() {
+            let refused = "the AMQP broker did not confirm the message";
+            return Err(BrokerError::Refused(refused.into()));
+        }
+        match confirmation.take_message() {
+            Some(_) => Err(BrokerError::Refused(format!(
+                "the AMQP broker could route the mandatory message to no queue \
+                 (routing key `{routing_key}`)"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -359,22 +586,50 @@ impl ProtocolAdapter for AmqpAdapter {
             .clone();
         let events_tx = events_tx
             .ok_or_else(|| BrokerError::Unavailable("not connected to the AMQP broker".into()))?;
-        let exchange = Exchange::of(options.binding.as_deref());
-        self.declare(&live, &exchange).await?;
-        short("routing key", &dotted(filter.as_str(), "#"))?;
         let refused = |e: lapin::Error| {
             BrokerError::Refused(format!("AMQP subscribe to `{filter}` failed: {e}"))
         };
-        let (queue, consumer) = bind_queue(&live, filter, &exchange)
-            .await
-            .map_err(refused)?;
-
-        let task = tokio::spawn(forward(consumer, filter.clone(), events_tx));
+        let binding = options.binding.as_deref();
+        let consumer = match Queue::of(binding, filter.as_str()) {
+            Some(queue) => {
+                if filter.is_wildcard() {
+                    return Err(BrokerError::InvalidAddress(format!(
+                        "the channel is the AMQP queue `{}`, which carries no address: \
+                         give every channel parameter",
+                        queue.name
+                    )));
+                }
+                short("queue name", &queue.name)?;
+                let consumer = consume_queue(&live, &queue).await.map_err(refused)?;
+                let source = Source::Fixed(filter.as_str().into());
+                (queue.name, consumer, false, source)
+            }
+            None => {
+                let exchange = Exchange::of(binding);
+                self.declare(&live, &exchange).await?;
+                short("routing key", &dotted(filter.as_str(), "#"))?;
+                let (queue, consumer) = bind_queue(&live, filter, &exchange)
+                    .await
+                    .map_err(refused)?;
+                (queue, consumer, true, Source::Routed(filter.clone()))
+            }
+        };
+        let (queue, consumer, owned, source) = consumer;
+        let tag = consumer.tag().to_string();
+        let task = tokio::spawn(forward(consumer, source, events_tx));
         let previous = self
             .consumers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(filter.clone(), Consumer { queue, task });
+            .insert(
+                filter.clone(),
+                Consumer {
+                    queue,
+                    tag,
+                    owned,
+                    task,
+                },
+            );
         if let Some(previous) = previous {
             previous.task.abort();
         }
@@ -392,6 +647,17 @@ impl ProtocolAdapter for AmqpAdapter {
         };
         consumer.task.abort();
         let live = self.live()?;
+        let failed =
+            |e: lapin::Error| BrokerError::Refused(format!("AMQP unsubscribe failed: {e}"));
+        if !consumer.owned {
+            let tag = consumer.tag.as_str().into();
+            let options = lapin::options::BasicCancelOptions::default();
+            return live
+                .consume
+                .basic_cancel(tag, options)
+                .await
+                .map_err(failed);
+        }
         live.consume
             .queue_delete(
                 consumer.queue.as_str().into(),
@@ -399,7 +665,7 @@ impl ProtocolAdapter for AmqpAdapter {
             )
             .await
             .map(|_| ())
-            .map_err(|e| BrokerError::Refused(format!("AMQP queue delete failed: {e}")))
+            .map_err(failed)
     }
 
     async fn disconnect(&self) {
