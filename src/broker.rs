@@ -45,6 +45,8 @@ pub struct SubscribeOptions {
     pub qos: u8,
     /// The channel's binding for the protocol, if the document gives one.
     pub binding: Option<Arc<serde_json::Value>>,
+    /// The binding for the protocol of the channel's operations, if any.
+    pub operation_binding: Option<Arc<serde_json::Value>>,
 }
 
 /// A message that arrived from a broker.
@@ -56,6 +58,11 @@ pub struct Inbound {
     pub payload: Bytes,
     /// Headers, where the protocol carries them.
     pub headers: Vec<(String, String)>,
+    /// The subscription it came through, where each subscription is its own
+    /// consumer at the broker (NATS, AMQP, Kafka): it goes to that one
+    /// only, so overlapping filters do not deliver it twice. `None` where
+    /// the broker sends one copy per client whatever the filters (MQTT).
+    pub via: Option<TopicFilter>,
 }
 
 /// What an adapter reports to its connection actor.
@@ -135,7 +142,10 @@ pub fn mapping(
             let exchange = amqp::Exchange::of(binding);
             json!({ "exchange": exchange.name, "exchange_type": exchange.kind, "routing_key": address::dotted(address, "#") })
         }
-        "kafka" => json!({ "topic": kafka_topic_template(address) }),
+        "kafka" => match kafka::binding_topic(binding) {
+            Some(topic) => json!({ "topic": topic }),
+            None => json!({ "topic": kafka_topic_template(address) }),
+        },
         "ws" | "wss" => json!({ "path": address }),
         _ => json!({ "topic": address }),
     }
@@ -164,6 +174,9 @@ pub struct AdapterContext {
     pub memory: memory::MemoryBus,
     /// How long one connection attempt may take.
     pub connect_timeout: std::time::Duration,
+    /// The Kafka consumer group whose committed offsets subscriptions
+    /// resume from, unless a channel's operation binding names one.
+    pub kafka_group_id: Option<String>,
 }
 
 /// Builds the adapter for `protocol` at `url`; `name` identifies the
@@ -195,6 +208,7 @@ pub fn adapter_for(
         )?)),
         "kafka" => Ok(Arc::new(kafka::KafkaAdapter::new(
             url,
+            context.kafka_group_id.clone(),
             context.connect_timeout,
         )?)),
         other => Err(BrokerError::Unsupported(format!(

@@ -193,6 +193,11 @@ pub struct BrokersConfig {
     /// Latest messages each channel subscription keeps, for SSE clients
     /// that resume with `Last-Event-ID`.
     pub replay_messages: usize,
+    /// The Kafka consumer group under which subscriptions commit what they
+    /// handed on, and from whose offsets they resume after a restart; a
+    /// channel's operation binding `groupId` wins. None: subscriptions
+    /// start at the end of their topics.
+    pub kafka_group_id: Option<String>,
 }
 
 impl Default for BrokersConfig {
@@ -202,6 +207,7 @@ impl Default for BrokersConfig {
             reconnect_initial_ms: 250,
             reconnect_max_ms: 30_000,
             replay_messages: 1_024,
+            kafka_group_id: None,
         }
     }
 }

@@ -72,6 +72,7 @@ impl Gateway {
         let context = AdapterContext {
             memory: Default::default(),
             connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
+            kafka_group_id: config.brokers.kafka_group_id.clone(),
         };
         let supervisor = BrokerSupervisor::new(config.brokers.clone(), context).start();
         let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -177,6 +177,27 @@ fn rabbitmq_binds(run: &str) -> bool {
     String::from_utf8_lossy(&output.stdout).contains(run)
 }
 
+/// A wildcard and a concrete subscription that both match a message each
+/// deliver it once, though they are two subscriptions at the broker.
+async fn overlapping_filters_deliver_once_each(url: &str) {
+    let setup = Setup::new(url).await;
+    let mut every = setup.subscribe(None).await;
+    let mut one = setup.subscribe(Some("o")).await;
+    setup.publish("o", 50).await;
+    setup.publish("o", 51).await;
+    for ws in [&mut every, &mut one] {
+        let mut seen = Vec::new();
+        while !seen.contains(&51) {
+            let frame = ws.next_json(WAIT).await.expect("a frame");
+            if frame["type"] == "message" {
+                seen.extend(frame["payload"]["n"].as_i64());
+            }
+        }
+        assert_eq!(seen, [50, 51], "each message once, in order");
+    }
+    setup.gw.stop().await;
+}
+
 async fn clean_shutdown(url: &str) {
     let setup = Setup::new(url).await;
     let mut ws = setup.subscribe(Some("z")).await;
@@ -184,99 +205,6 @@ async fn clean_shutdown(url: &str) {
     gw.stop().await;
     let reason = ws.next_close(WAIT).await.expect("a close frame");
     assert_eq!(reason.code, awc::ws::CloseCode::Away);
-}
-
-/// A private broker on a free loopback port, stopped on drop.
-struct Private {
-    port: u16,
-    start: fn(u16) -> Child,
-    child: Option<Child>,
-}
-
-impl Private {
-    fn new(start: fn(u16) -> Child) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut private = Self {
-            port,
-            start,
-            child: None,
-        };
-        private.up();
-        private
-    }
-
-    fn up(&mut self) {
-        self.child = Some((self.start)(self.port));
-        let ready = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
-        assert!(ready, "private broker did not start on port {}", self.port);
-    }
-
-    fn url(&self, scheme: &str) -> String {
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-fn mosquitto(port: u16) -> Child {
-    let conf = std::env::temp_dir().join(format!("stepflow-mosquitto-{port}.conf"));
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .expect("config written");
-    Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto")
-}
-
-fn nats_server(port: u16) -> Child {
-    Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server")
-}
-
-fn tansu(port: u16) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    Command::new(tansu_binary())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)")
 }
 
 async fn reconnects_after_restart(scheme: &str, start: fn(u16) -> Child) {
@@ -325,6 +253,11 @@ macro_rules! conformance {
             #[actix_rt::test]
             async fn clean_shutdown() {
                 super::clean_shutdown($url).await;
+            }
+
+            #[actix_rt::test]
+            async fn overlapping_filters_deliver_once_each() {
+                super::overlapping_filters_deliver_once_each($url).await;
             }
         }
     };
@@ -424,6 +357,12 @@ mod kafka {
     async fn clean_shutdown() {
         let broker = Private::new(tansu);
         super::clean_shutdown(&broker.url("kafka")).await;
+    }
+
+    #[actix_rt::test]
+    async fn overlapping_filters_deliver_once_each() {
+        let broker = Private::new(tansu);
+        super::overlapping_filters_deliver_once_each(&broker.url("kafka")).await;
     }
 }
 

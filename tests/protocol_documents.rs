@@ -228,32 +228,8 @@ async fn an_amqp_queue_channel_uses_its_queue_and_operation_binding() {
 
 #[actix_rt::test]
 async fn streetlights_kafka_routes_over_a_kafka_broker() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listener = format!("tcp://127.0.0.1:{port}");
-    let mut tansu = std::process::Command::new(tansu_binary())
-        .args([
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)");
-    let up = eventually(WAIT, || async {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    })
-    .await;
-    assert!(up.is_some(), "tansu did not start");
+    let broker = Private::new(tansu);
+    let port = broker.port;
 
     let db = TestDb::sqlite();
     let gw = TestGateway::start(test_config(&db.url)).await;
@@ -300,8 +276,6 @@ async fn streetlights_kafka_routes_over_a_kafka_broker() {
     .expect("join");
     assert_eq!(key.as_deref(), Some("7"));
     gw.stop().await;
-    let _ = tansu.kill();
-    let _ = tansu.wait();
 }
 
 /// Sends `text` on `path` of a WebSocket broker server, as a market feed

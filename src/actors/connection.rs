@@ -129,6 +129,7 @@ impl Subscribe {
         let options = SubscribeOptions {
             qos: channel.qos,
             binding: channel.binding.clone(),
+            operation_binding: channel.operation_binding.clone(),
         };
         Self {
             filter,
@@ -357,8 +358,16 @@ impl Actor for BrokerConnection {
 impl StreamHandler<AdapterEvent> for BrokerConnection {
     fn handle(&mut self, event: AdapterEvent, ctx: &mut Self::Context) {
         match event {
-            AdapterEvent::Message(inbound) => {
+            AdapterEvent::Message(mut inbound) => {
+                let via = inbound.via.take();
                 let delivery = Delivery::from_inbound(inbound);
+                if let Some(filter) = via {
+                    // A subscription that has just ended takes nothing.
+                    if let Some(slot) = self.subscriptions.get(&filter) {
+                        slot.subscription.do_send(delivery);
+                    }
+                    return;
+                }
                 for (filter, slot) in &self.subscriptions {
                     if filter.matches(&delivery.topic) {
                         slot.subscription.do_send(delivery.clone());

@@ -449,7 +449,12 @@ async fn bind_queue(
 }
 
 /// Hands each delivery on, then acknowledges it, until the task is aborted.
-async fn forward(mut consumer: lapin::Consumer, source: Source, events_tx: EventsTx) {
+async fn forward(
+    mut consumer: lapin::Consumer,
+    filter: TopicFilter,
+    source: Source,
+    events_tx: EventsTx,
+) {
     while let Some(Ok(delivery)) = consumer.next().await {
         let topic = match &source {
             Source::Routed(shape) => undotted(shape, delivery.routing_key.as_str()).map(Into::into),
@@ -460,6 +465,7 @@ async fn forward(mut consumer: lapin::Consumer, source: Source, events_tx: Event
                 topic,
                 payload: bytes::Bytes::copy_from_slice(&delivery.data),
                 headers: inbound_headers(&delivery.properties),
+                via: Some(filter.clone()),
             };
             if events_tx
                 .send(AdapterEvent::Message(inbound))
@@ -616,7 +622,7 @@ impl ProtocolAdapter for AmqpAdapter {
         };
         let (queue, consumer, owned, source) = consumer;
         let tag = consumer.tag().to_string();
-        let task = tokio::spawn(forward(consumer, source, events_tx));
+        let task = tokio::spawn(forward(consumer, filter.clone(), source, events_tx));
         let previous = self
             .consumers
             .lock()

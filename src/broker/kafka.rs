@@ -1,14 +1,20 @@
 //! Kafka through rdkafka: a producer with delivery reports (`acks=all`), so
 //! a publish answers once the broker has the message; topics are created on
 //! first use. A subscription is a consumer with partitions assigned by the
-//! gateway, not by a group, so none is left behind in a group: a concrete
-//! subscription reads every partition of its topic from the end; a wildcard
-//! one reads every matching topic from the end and, once a second, adds
-//! topics created since, from their beginning.
+//! gateway, never a member of a group, so none is left behind in a group: a
+//! concrete subscription reads every partition of its topic from the end; a
+//! wildcard one reads every matching topic from the end and, once a second,
+//! adds topics created since, from their beginning. With a consumer group
+//! (the operation binding's `groupId`, else the config's), a subscription
+//! commits each message's offset under that group once it is handed on, and
+//! starts from the group's committed offsets where there are some, so
+//! messages published while the gateway was away are not missed.
 //!
 //! Addresses map to topic names reversibly: `_` becomes `__`, `/` becomes
 //! `_s`, and any other character Kafka forbids becomes `_x` and its UTF-8
-//! bytes in hex.
+//! bytes in hex. A channel whose `kafka` binding names a `topic` uses that
+//! topic for all its addresses; each record then carries its address in the
+//! `stepflow-address` header.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,17 +84,95 @@ pub fn address_of(topic: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The record header that carries a message's address on a topic that a
+/// channel's `kafka` binding names, where many addresses share one topic.
+pub const ADDRESS_HEADER: &str = "stepflow-address";
+
+/// The topic a channel's `kafka` binding names, if it names one.
+pub fn binding_topic(binding: Option<&serde_json::Value>) -> Option<String> {
+    let topic = binding?.get("topic")?.as_str()?;
+    (!topic.is_empty()).then(|| topic.to_owned())
+}
+
+/// Partitions of a topic the gateway creates: the binding's `partitions`,
+/// else one.
+fn binding_partitions(binding: Option<&serde_json::Value>) -> i32 {
+    binding
+        .and_then(|b| b.get("partitions"))
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(NEW_TOPIC_PARTITIONS)
+}
+
+/// The consumer group of a subscription: the operation binding's `groupId`
+/// (its schema's `const`, or its only `enum` value), else `configured`.
+fn group_of(options: &SubscribeOptions, configured: Option<&str>) -> Option<String> {
+    let schema = options
+        .operation_binding
+        .as_deref()
+        .and_then(|b| b.get("groupId"));
+    let named = schema.and_then(|s| match (s.get("const"), s.get("enum")) {
+        (Some(value), _) => value.as_str(),
+        (None, Some(serde_json::Value::Array(values))) if values.len() == 1 => values[0].as_str(),
+        _ => None,
+    });
+    named
+        .or(configured)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+}
+
 struct Subscription {
     task: JoinHandle<()>,
     /// Looks for new topics, for a wildcard subscription.
     scanner: Option<JoinHandle<()>>,
+    /// The consumer, when it commits offsets under a group.
+    committing: Option<Arc<StreamConsumer>>,
 }
 
 impl Subscription {
-    fn stop(self) {
+    /// Stops the tasks; a committing consumer then commits what it handed
+    /// on, in the returned task.
+    fn stop(self) -> Option<JoinHandle<()>> {
         self.task.abort();
         if let Some(scanner) = self.scanner {
             scanner.abort();
+        }
+        let consumer = self.committing?;
+        Some(tokio::task::spawn_blocking(move || {
+            // Nothing stored yet is the only failure, and harmless.
+            let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+        }))
+    }
+}
+
+/// How a consumer's records find their address.
+#[derive(Clone)]
+struct Reading {
+    filter: TopicFilter,
+    /// The topic is the channel's `kafka` binding's, shared by its
+    /// addresses.
+    bound: bool,
+    /// Offsets are stored for commit once a record is handed on.
+    commit: bool,
+}
+
+impl Reading {
+    /// The address of a record, or `None` when it is not for this filter.
+    fn address(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+        if !self.bound {
+            return address_of(message.topic());
+        }
+        let carried = message.headers().and_then(|headers| {
+            let header = headers.iter().find(|h| h.key == ADDRESS_HEADER)?;
+            String::from_utf8(header.value?.to_vec()).ok()
+        });
+        match carried {
+            Some(address) => self.filter.matches(&address).then_some(address),
+            // A record from another producer: its address is known only
+            // when the filter names one.
+            None => (!self.filter.is_wildcard()).then(|| self.filter.as_str().to_owned()),
         }
     }
 }
@@ -124,11 +208,18 @@ pub struct KafkaAdapter {
     admin: Mutex<Option<Arc<AdminClient<DefaultClientContext>>>>,
     subscriptions: Mutex<HashMap<TopicFilter, Subscription>>,
     events_tx: Mutex<Option<EventsTx>>,
+    /// The configured consumer group, if any.
+    group_id: Option<String>,
 }
 
 impl KafkaAdapter {
-    /// A client for a `kafka://host:port` URL, not yet connected.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, BrokerError> {
+    /// A client for a `kafka://host:port` URL, not yet connected, whose
+    /// subscriptions commit under `group_id` when one is given.
+    pub fn new(
+        url: &str,
+        group_id: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid Kafka URL `{url}`: {e}")))?;
         if parsed.scheme() != "kafka" {
@@ -149,6 +240,7 @@ impl KafkaAdapter {
             admin: Mutex::new(None),
             subscriptions: Mutex::new(HashMap::new()),
             events_tx: Mutex::new(None),
+            group_id,
         })
     }
 
@@ -174,20 +266,25 @@ impl KafkaAdapter {
     }
 
     /// A consumer that never joins a group: its partitions are assigned by
-    /// the gateway. librdkafka wants a group id all the same.
-    fn consumer(&self) -> Result<StreamConsumer, BrokerError> {
+    /// the gateway. With `group`, it commits the offsets stored after each
+    /// hand-on under that group; without, librdkafka wants a group id all
+    /// the same, and nothing is committed.
+    fn consumer(&self, group: Option<&str>) -> Result<StreamConsumer, BrokerError> {
+        let unique = || format!("stepflow-{}", uuid::Uuid::new_v4().simple());
+        let group_id = group.map_or_else(unique, str::to_owned);
         self.config()
-            .set(
-                "group.id",
-                format!("stepflow-{}", uuid::Uuid::new_v4().simple()),
-            )
-            .set("enable.auto.commit", "false")
+            .set("group.id", group_id)
+            .set("enable.auto.commit", group.is_some().to_string())
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
             .create()
             .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))
     }
 
     /// Stops every subscription's tasks; their consumers close with them.
-    fn stop_subscriptions(&self) {
+    /// Stops every subscription's tasks and waits for their last commits;
+    /// their consumers close with them.
+    async fn stop_subscriptions(&self) {
         let all: Vec<Subscription> = self
             .subscriptions
             .lock()
@@ -195,13 +292,14 @@ impl KafkaAdapter {
             .drain()
             .map(|(_, s)| s)
             .collect();
-        for subscription in all {
-            subscription.stop();
+        let commits: Vec<JoinHandle<()>> = all.into_iter().filter_map(Subscription::stop).collect();
+        for commit in commits {
+            let _ = commit.await;
         }
     }
 
-    /// Creates `topic` unless it exists.
-    async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
+    /// Creates `topic` with `partitions` unless it exists.
+    async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), BrokerError> {
         if self
             .known_topics
             .lock()
@@ -213,7 +311,7 @@ impl KafkaAdapter {
         let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let admin =
             admin.ok_or_else(|| BrokerError::Unavailable("not connected to Kafka".into()))?;
-        let new_topic = NewTopic::new(topic, NEW_TOPIC_PARTITIONS, TopicReplication::Fixed(1));
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
         let results = admin
             .create_topics([&new_topic], &options)
@@ -236,16 +334,24 @@ impl KafkaAdapter {
         Ok(())
     }
 
-    /// A consumer reading every partition of `topic` from its current end.
-    async fn concrete_consumer(&self, topic: String) -> Result<StreamConsumer, BrokerError> {
-        let consumer = self.consumer()?;
-        let timeout = self.timeout;
+    /// A consumer reading every partition of `topic` from its current end,
+    /// or from the group's committed offsets.
+    async fn concrete_consumer(
+        &self,
+        topic: String,
+        group: Option<&str>,
+    ) -> Result<StreamConsumer, BrokerError> {
+        let consumer = self.consumer(group)?;
+        let (timeout, committed) = (self.timeout, group.is_some());
         tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
             let mut assignment = TopicPartitionList::new();
             for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
                 let (_, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
                 assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(high))?;
+            }
+            if committed {
+                assignment = resume_committed(&consumer, assignment, timeout)?;
             }
             consumer.assign(&assignment)?;
             Ok(consumer)
@@ -262,12 +368,16 @@ impl KafkaAdapter {
     async fn wildcard_consumer(
         &self,
         filter: &TopicFilter,
+        group: Option<&str>,
     ) -> Result<(StreamConsumer, std::collections::HashSet<String>), BrokerError> {
-        let consumer = self.consumer()?;
-        let (timeout, shape) = (self.timeout, filter.clone());
+        let consumer = self.consumer(group)?;
+        let (timeout, shape, committed) = (self.timeout, filter.clone(), group.is_some());
         tokio::task::spawn_blocking(move || {
             let mut known = std::collections::HashSet::new();
-            let list = matching_partitions(&consumer, &shape, &mut known, Start::End, timeout)?;
+            let mut list = matching_partitions(&consumer, &shape, &mut known, Start::End, timeout)?;
+            if committed {
+                list = resume_committed(&consumer, list, timeout)?;
+            }
             consumer.assign(&list)?;
             Ok((consumer, known))
         })
@@ -315,6 +425,26 @@ fn matching_partitions(
     Ok(list)
 }
 
+/// `list` with each partition's offset replaced by the group's committed
+/// one, where the group has committed one.
+fn resume_committed(
+    consumer: &StreamConsumer,
+    list: TopicPartitionList,
+    timeout: Duration,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let committed = consumer.committed_offsets(list.clone(), timeout)?;
+    let mut resumed = TopicPartitionList::new();
+    for element in list.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let stored = committed
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+            .filter(|offset| matches!(offset, Offset::Offset(n) if *n >= 0));
+        resumed.add_partition_offset(topic, partition, stored.unwrap_or(element.offset()))?;
+    }
+    Ok(resumed)
+}
+
 /// Where a newly assigned partition is read from.
 #[derive(Clone, Copy)]
 enum Start {
@@ -353,50 +483,58 @@ fn scan_topics(
     })
 }
 
-/// Forwards a consumer's messages until the task is aborted.
-fn forward(consumer: Arc<StreamConsumer>, events_tx: EventsTx) -> JoinHandle<()> {
+/// Forwards a consumer's messages until the task is aborted; with a group,
+/// each offset is stored for commit once its message is handed on.
+fn forward(consumer: Arc<StreamConsumer>, reading: Reading, events_tx: EventsTx) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut stream = consumer.stream();
         while let Some(item) = stream.next().await {
             let Ok(message) = item else { continue };
-            let Some(topic) = address_of(message.topic()) else {
-                continue;
-            };
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|header| {
-                            let value = header
-                                .value
-                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                                .unwrap_or_default();
-                            (header.key.to_owned(), value)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let payload = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
-            let inbound = Inbound {
-                topic: topic.into(),
-                payload,
-                headers,
-            };
-            if events_tx
-                .send(AdapterEvent::Message(inbound))
-                .await
-                .is_err()
-            {
-                return;
+            if let Some(topic) = reading.address(&message) {
+                let inbound = Inbound {
+                    topic: topic.into(),
+                    payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+                    headers: record_headers(&message),
+                    via: Some(reading.filter.clone()),
+                };
+                if events_tx
+                    .send(AdapterEvent::Message(inbound))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if reading.commit {
+                // Fails only for a partition no longer assigned.
+                let _ = consumer.store_offset_from_message(&message);
             }
         }
     })
 }
 
+/// A record's headers as text, without the gateway's address header.
+fn record_headers(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, String)> {
+    let Some(headers) = message.headers() else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter(|header| header.key != ADDRESS_HEADER)
+        .map(|header| {
+            let value = header
+                .value
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (header.key.to_owned(), value)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl ProtocolAdapter for KafkaAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
-        self.stop_subscriptions();
+        self.stop_subscriptions().await;
         // A restarted cluster may have lost its topics.
         self.known_topics
             .lock()
@@ -431,13 +569,22 @@ impl ProtocolAdapter for KafkaAdapter {
 
     async fn publish(&self, message: Outbound) -> Result<(), BrokerError> {
         let producer = self.producer()?;
-        let topic = topic_name(&message.topic);
-        self.ensure_topic(&topic).await?;
+        let binding = message.binding.as_deref();
+        let bound = binding_topic(binding);
+        let topic = bound.clone().unwrap_or_else(|| topic_name(&message.topic));
+        self.ensure_topic(&topic, binding_partitions(binding))
+            .await?;
         let mut headers = OwnedHeaders::new();
         for (key, value) in &message.headers {
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_bytes()),
+            });
+        }
+        if bound.is_some() {
+            headers = headers.insert(Header {
+                key: ADDRESS_HEADER,
+                value: Some(message.topic.as_bytes()),
             });
         }
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic)
@@ -457,7 +604,7 @@ impl ProtocolAdapter for KafkaAdapter {
     async fn subscribe(
         &self,
         filter: &TopicFilter,
-        _options: &SubscribeOptions,
+        options: &SubscribeOptions,
     ) -> Result<(), BrokerError> {
         let events_tx = self
             .events_tx
@@ -466,46 +613,62 @@ impl ProtocolAdapter for KafkaAdapter {
             .clone();
         let events_tx =
             events_tx.ok_or_else(|| BrokerError::Unavailable("not connected to Kafka".into()))?;
-        let (consumer, scanner) = match filter.is_wildcard() {
-            true => {
-                let (consumer, known) = self.wildcard_consumer(filter).await?;
+        let group = group_of(options, self.group_id.as_deref());
+        let binding = options.binding.as_deref();
+        let bound = binding_topic(binding);
+        let (consumer, scanner) = match (&bound, filter.is_wildcard()) {
+            (None, true) => {
+                let (consumer, known) = self.wildcard_consumer(filter, group.as_deref()).await?;
                 let consumer = Arc::new(consumer);
                 let scanner = scan_topics(consumer.clone(), filter.clone(), known, self.timeout);
                 (consumer, Some(scanner))
             }
-            false => {
-                let topic = topic_name(filter.as_str());
-                self.ensure_topic(&topic).await?;
-                (Arc::new(self.concrete_consumer(topic).await?), None)
+            (Some(_), _) | (None, false) => {
+                let topic = bound.clone().unwrap_or_else(|| topic_name(filter.as_str()));
+                self.ensure_topic(&topic, binding_partitions(binding))
+                    .await?;
+                let consumer = self.concrete_consumer(topic, group.as_deref()).await?;
+                (Arc::new(consumer), None)
             }
         };
-        let task = forward(consumer, events_tx);
+        let reading = Reading {
+            filter: filter.clone(),
+            bound: bound.is_some(),
+            commit: group.is_some(),
+        };
+        let committing = group.is_some().then(|| consumer.clone());
+        let task = forward(consumer, reading, events_tx);
+        let subscription = Subscription {
+            task,
+            scanner,
+            committing,
+        };
         let previous = self
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(filter.clone(), Subscription { task, scanner });
-        if let Some(previous) = previous {
-            previous.stop();
+            .insert(filter.clone(), subscription);
+        if let Some(commit) = previous.and_then(Subscription::stop) {
+            let _ = commit.await;
         }
         Ok(())
     }
 
     async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), BrokerError> {
-        // Dropping the consumer with its task closes it; it is in no group.
-        if let Some(subscription) = self
+        // The consumer closes with its task; it is in no group.
+        let removed = self
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(filter)
-        {
-            subscription.stop();
+            .remove(filter);
+        if let Some(commit) = removed.and_then(Subscription::stop) {
+            let _ = commit.await;
         }
         Ok(())
     }
 
     async fn disconnect(&self) {
-        self.stop_subscriptions();
+        self.stop_subscriptions().await;
         let producer = self
             .producer
             .lock()

@@ -71,6 +71,7 @@ impl MemoryBus {
             topic: message.topic.into(),
             payload: message.payload,
             headers: message.headers,
+            via: None,
         };
         for events_tx in receivers {
             // A receiver that has gone away has nothing left to deliver to.

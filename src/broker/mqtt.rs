@@ -84,6 +84,7 @@ impl MqttAdapter {
                 topic: message.topic().into(),
                 payload: bytes::Bytes::copy_from_slice(message.payload()),
                 headers: Vec::new(),
+                via: None,
             };
             let _ = events_tx.blocking_send(AdapterEvent::Message(inbound));
         });

@@ -159,6 +159,7 @@ impl ProtocolAdapter for NatsAdapter {
                     topic: topic.into(),
                     payload: message.payload,
                     headers,
+                    via: Some(shape.clone()),
                 };
                 if events_tx
                     .send(AdapterEvent::Message(inbound))

@@ -143,6 +143,7 @@ async fn read_frames(
             topic: address.as_str().into(),
             payload,
             headers: Vec::new(),
+            via: None,
         };
         if events_tx
             .send(AdapterEvent::Message(inbound))

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use awc::ws::Frame;
@@ -654,4 +656,97 @@ impl WebhookReceiver {
     pub async fn stop(self) {
         self.server.stop(false).await;
     }
+}
+
+/// A private broker on a free loopback port, stopped on drop.
+pub struct Private {
+    pub port: u16,
+    start: fn(u16) -> Child,
+    child: Option<Child>,
+}
+
+impl Private {
+    pub fn new(start: fn(u16) -> Child) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut private = Self {
+            port,
+            start,
+            child: None,
+        };
+        private.up();
+        private
+    }
+
+    pub fn up(&mut self) {
+        self.child = Some((self.start)(self.port));
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(ready, "private broker did not start on port {}", self.port);
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+pub fn mosquitto(port: u16) -> Child {
+    let conf = std::env::temp_dir().join(format!("stepflow-mosquitto-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .expect("config written");
+    Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto")
+}
+
+pub fn nats_server(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server")
+}
+
+pub fn tansu(port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    Command::new(tansu_binary())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)")
 }
