@@ -168,7 +168,7 @@ fn kafka_topic_template(address: &str) -> String {
 }
 
 /// What adapters may share within one gateway process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AdapterContext {
     /// The in-memory broker of this gateway.
     pub memory: memory::MemoryBus,
@@ -177,6 +177,8 @@ pub struct AdapterContext {
     /// The Kafka consumer group whose committed offsets subscriptions
     /// resume from, unless a channel's operation binding names one.
     pub kafka_group_id: Option<String>,
+    /// Client settings of TLS connections (`wss`).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// Builds the adapter for `protocol` at `url`; `name` identifies the
@@ -204,6 +206,7 @@ pub fn adapter_for(
         )?)),
         "ws" | "wss" => Ok(Arc::new(websocket::WebSocketAdapter::new(
             url,
+            context.tls.clone(),
             context.connect_timeout,
         )?)),
         "kafka" => Ok(Arc::new(kafka::KafkaAdapter::new(

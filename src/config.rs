@@ -198,6 +198,9 @@ pub struct BrokersConfig {
     /// channel's operation binding `groupId` wins. None: subscriptions
     /// start at the end of their topics.
     pub kafka_group_id: Option<String>,
+    /// A PEM file of CA certificates trusted for TLS broker connections
+    /// besides the public roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokersConfig {
@@ -208,6 +211,7 @@ impl Default for BrokersConfig {
             reconnect_max_ms: 30_000,
             replay_messages: 1_024,
             kafka_group_id: None,
+            tls_ca_file: None,
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
     Store(#[from] StoreError),
+    /// The TLS settings cannot be used.
+    #[error("cannot set up TLS")]
+    Tls(#[from] crate::tls::TlsError),
     /// Stored documents could not be loaded.
     #[error("cannot restore registered documents")]
     Restore(#[from] RegistryError),
@@ -73,6 +76,7 @@ impl Gateway {
             memory: Default::default(),
             connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
             kafka_group_id: config.brokers.kafka_group_id.clone(),
+            tls: crate::tls::client_config(config.brokers.tls_ca_file.as_deref())?,
         };
         let supervisor = BrokerSupervisor::new(config.brokers.clone(), context).start();
         let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();

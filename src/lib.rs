@@ -17,6 +17,7 @@ pub mod ids;
 pub mod publish;
 pub mod registry;
 pub mod store;
+pub mod tls;
 pub mod webhook;
 
 pub use config::Config;

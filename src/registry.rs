@@ -27,7 +27,7 @@ use crate::store::documents::{self, DocumentRows, Registered};
 
 /// Protocols the gateway can connect to; a `base_url` with one of these
 /// schemes also sets the protocol.
-pub const KNOWN_PROTOCOLS: &[&str] = &["memory", "mqtt", "nats", "amqp", "kafka", "ws"];
+pub const KNOWN_PROTOCOLS: &[&str] = &["memory", "mqtt", "nats", "amqp", "kafka", "ws", "wss"];
 
 /// The server a document without servers is given: the in-memory broker.
 const DEFAULT_SERVER: &str = "default";

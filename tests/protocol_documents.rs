@@ -293,6 +293,18 @@ async fn feed(server: &WsBrokerServer, path: &str, text: &str) {
     let _ = socket.close(None).await;
 }
 
+/// The Gemini documents' own example of a market data update.
+fn gemini_update() -> serde_json::Value {
+    json!({
+        "type": "update",
+        "eventId": 36902233362_u64,
+        "timestamp": 1619769673,
+        "timestampms": 1619769673527_u64,
+        "socket_sequence": 661,
+        "events": [{"type": "change", "side": "bid", "price": 54350.40, "remaining": 0.002, "delta": 0.002, "reason": "place"}]
+    })
+}
+
 async fn gemini_market_data(document: &str, channel_name: &str) {
     let server = WsBrokerServer::start(None).await;
     let db = TestDb::sqlite();
@@ -304,15 +316,7 @@ async fn gemini_market_data(document: &str, channel_name: &str) {
     let channel = channel_id(&registered, channel_name);
     let mut ws = gw.subscribe(&channel, "?symbol=btcusd").await;
 
-    // The document's own example of an update.
-    let update = json!({
-        "type": "update",
-        "eventId": 36902233362_u64,
-        "timestamp": 1619769673,
-        "timestampms": 1619769673527_u64,
-        "socket_sequence": 661,
-        "events": [{"type": "change", "side": "bid", "price": 54350.40, "remaining": 0.002, "delta": 0.002, "reason": "place"}]
-    });
+    let update = gemini_update();
     feed(&server, "/v1/marketdata/btcusd", &update.to_string()).await;
     let frame = ws
         .next_message_where(WAIT, |p| p["eventId"] == 36902233362_u64)
@@ -325,6 +329,56 @@ async fn gemini_market_data(document: &str, channel_name: &str) {
         .post("/messages/publish", &json!({"channel_id": channel, "message_data": update, "parameters": {"symbol": "notacoin"}}))
         .await;
     assert_eq!(status, 400, "the symbol enum applies: {problem}");
+    gw.stop().await;
+    server.stop();
+}
+
+/// A `wss` server whose certificate a private CA signed: trusted through
+/// `brokers.tls_ca_file`, refused without it.
+#[actix_rt::test]
+async fn a_wss_server_is_reached_over_tls() {
+    let (ca_pem, server_tls) = test_tls();
+    let server = WsBrokerServer::start_tls(server_tls).await;
+    assert!(server.url().starts_with("wss://"));
+    let dir = tempfile::tempdir().expect("folder");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("CA written");
+    let document = "asyncapi/examples/v2/spec-2.6.0/websocket-gemini.yml";
+    let update = gemini_update();
+    let publish = |channel: &str| json!({"channel_id": channel, "message_data": update, "parameters": {"symbol": "ethusd"}});
+
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.brokers.tls_ca_file = Some(ca_file);
+    let gw = TestGateway::start(config).await;
+    let registered = gw
+        .register("gemini", &fixture(document), Some(&server.url()))
+        .await;
+    assert_eq!(registered["brokers"][0]["url"], server.url().as_str());
+    let channel = channel_id(&registered, "/v1/marketdata/{symbol}");
+    let mut ws = gw.subscribe(&channel, "?symbol=ethusd").await;
+    // The server echoes a frame to every socket on its path, the
+    // gateway's own included: out and back in over TLS.
+    let (status, outcome, _) = gw.post("/messages/publish", &publish(&channel)).await;
+    assert_eq!(status, 200, "{outcome}");
+    let frame = ws
+        .next_message_where(WAIT, |p| p["eventId"] == 36902233362_u64)
+        .await
+        .expect("delivered over wss");
+    assert_eq!(frame["address"], "/v1/marketdata/ethusd");
+    gw.stop().await;
+
+    // Without the CA the server's certificate is not trusted.
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw
+        .register("gemini", &fixture(document), Some(&server.url()))
+        .await;
+    let channel = channel_id(&registered, "/v1/marketdata/{symbol}");
+    let (status, problem, _) = gw.post("/messages/publish", &publish(&channel)).await;
+    assert_eq!(status, 503, "{problem}");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("certificate"), "{detail}");
     gw.stop().await;
     server.stop();
 }

@@ -1,11 +1,12 @@
-//! WebSocket servers as brokers (AsyncAPI `ws`): each channel address is a
+//! WebSocket servers as brokers (AsyncAPI `ws` and `wss`): each channel address is a
 //! path on the server. A publish sends the message as a text frame on the
 //! address's socket (opened on first use) and answers once it is written;
 //! a subscription opens the address's socket and delivers every frame the
 //! server sends on it.
 //!
 //! A path cannot be a wildcard, so a subscription must name every channel
-//! parameter. `wss` (TLS) is not served.
+//! parameter. `wss` servers are reached over TLS with the gateway's
+//! client settings (public roots and `brokers.tls_ca_file`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ struct Socket {
 pub struct WebSocketAdapter {
     base: url::Url,
     connect_timeout: Duration,
+    /// Client settings for `wss`.
+    tls: Arc<rustls::ClientConfig>,
     /// Open sockets by address; a subscribed address is also read.
     sockets: Mutex<HashMap<String, Socket>>,
     subscribed: Mutex<std::collections::HashSet<String>>,
@@ -44,25 +47,24 @@ pub struct WebSocketAdapter {
 }
 
 impl WebSocketAdapter {
-    /// A client of a `ws://host[:port][/base]` server, not yet connected.
-    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+    /// A client of a `ws://` or `wss://host[:port][/base]` server, not yet
+    /// connected; `tls` is used for `wss`.
+    pub fn new(
+        url: &str,
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         let base = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid WebSocket URL `{url}`: {e}")))?;
-        match base.scheme() {
-            "ws" => {}
-            "wss" => {
-                return Err(BrokerError::Unsupported(
-                    "wss (WebSocket over TLS) servers are not served".into(),
-                ))
-            }
-            other => {
-                return Err(BrokerError::Unsupported(format!(
-                    "WebSocket scheme `{other}` is not supported; use ws://"
-                )))
-            }
+        if !matches!(base.scheme(), "ws" | "wss") {
+            return Err(BrokerError::Unsupported(format!(
+                "WebSocket scheme `{}` is not supported; use ws:// or wss://",
+                base.scheme()
+            )));
         }
         Ok(Self {
             base,
+            tls,
             connect_timeout,
             sockets: Mutex::new(HashMap::new()),
             subscribed: Mutex::new(Default::default()),
@@ -98,20 +100,20 @@ impl WebSocketAdapter {
             return Ok(socket.writer.clone());
         }
         let url = self.url_of(address);
-        let connected = tokio::time::timeout(
-            self.connect_timeout,
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await;
+        // Small frames go out at once: Nagle's algorithm is off.
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            None,
+            true,
+            Some(connector),
+        );
+        let connected = tokio::time::timeout(self.connect_timeout, connecting).await;
         let (stream, _) = match connected {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(BrokerError::Unavailable(format!("cannot open {url}: {e}"))),
             Err(_) => return Err(BrokerError::Unavailable(format!("opening {url} timed out"))),
         };
-        if let MaybeTlsStream::Plain(tcp) = stream.get_ref() {
-            // Small frames go out at once.
-            let _ = tcp.set_nodelay(true);
-        }
         let (writer, reader) = stream.split();
         let writer = Arc::new(Mutex::new(writer));
         let reader = tokio::spawn(read_frames(reader, address.to_owned(), self.events_tx()?));

@@ -363,82 +363,119 @@ pub fn tansu_binary() -> PathBuf {
 pub struct WsBrokerServer {
     pub port: u16,
     /// The accepting task and every connection's tasks.
-    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    tasks: Tasks,
+    tls: bool,
+}
+
+type Tasks = std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+type Peers = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<String, Vec<tokio::sync::mpsc::UnboundedSender<String>>>,
+    >,
+>;
+
+/// Serves one WebSocket connection of a [`WsBrokerServer`].
+// The handshake callback's error type is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
+async fn serve_socket<S>(stream: S, peers: Peers, tasks: Tasks)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let mut path = String::new();
+    let callback = |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                    response| {
+        path = request.uri().path().to_owned();
+        Ok(response)
+    };
+    let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    let (mut writer, mut reader) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    peers
+        .lock()
+        .expect("peers")
+        .entry(path.clone())
+        .or_default()
+        .push(tx);
+    let writing = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if writer.send(Frame::text(text)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.lock().expect("tasks").push(writing);
+    while let Some(Ok(frame)) = reader.next().await {
+        if let Frame::Text(text) = frame {
+            let targets = peers
+                .lock()
+                .expect("peers")
+                .get(&path)
+                .cloned()
+                .unwrap_or_default();
+            for target in targets {
+                let _ = target.send(text.to_string());
+            }
+        }
+    }
 }
 
 impl WsBrokerServer {
     /// Starts on a free loopback port, or on `port` when given.
-    // The handshake callback's error type is tungstenite's, not ours.
-    #[allow(clippy::result_large_err)]
     pub async fn start(port: Option<u16>) -> Self {
-        use std::collections::HashMap;
-        use std::sync::{Arc, Mutex};
-        use tokio_tungstenite::tungstenite::Message as Frame;
+        Self::start_with(port, None).await
+    }
+
+    /// Starts a `wss` server with `tls` on a free loopback port.
+    pub async fn start_tls(tls: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(None, Some(tls)).await
+    }
+
+    async fn start_with(
+        port: Option<u16>,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Self {
+        use std::sync::Arc;
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
             .await
             .expect("loopback port");
         let port = listener.local_addr().expect("addr").port();
-        type Peers = Arc<Mutex<HashMap<String, Vec<tokio::sync::mpsc::UnboundedSender<String>>>>>;
         let peers: Peers = Arc::default();
-        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let tasks: Tasks = Arc::default();
         let registry = tasks.clone();
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let accepting = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let peers = peers.clone();
-                let inner = registry.clone();
+                let (peers, inner) = (peers.clone(), registry.clone());
+                let acceptor = acceptor.clone();
                 let connection = tokio::spawn(async move {
-                    let mut path = String::new();
-                    let callback =
-                        |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                         response| {
-                            path = request.uri().path().to_owned();
-                            Ok(response)
-                        };
-                    let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await
-                    else {
-                        return;
-                    };
-                    let (mut writer, mut reader) = socket.split();
-                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                    peers
-                        .lock()
-                        .expect("peers")
-                        .entry(path.clone())
-                        .or_default()
-                        .push(tx);
-                    let writing = tokio::spawn(async move {
-                        while let Some(text) = rx.recv().await {
-                            if writer.send(Frame::text(text)).await.is_err() {
-                                return;
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_socket(stream, peers, inner).await;
                             }
                         }
-                    });
-                    inner.lock().expect("tasks").push(writing);
-                    while let Some(Ok(frame)) = reader.next().await {
-                        if let Frame::Text(text) = frame {
-                            let targets = peers
-                                .lock()
-                                .expect("peers")
-                                .get(&path)
-                                .cloned()
-                                .unwrap_or_default();
-                            for target in targets {
-                                let _ = target.send(text.to_string());
-                            }
-                        }
+                        None => serve_socket(stream, peers, inner).await,
                     }
                 });
                 registry.lock().expect("tasks").push(connection);
             }
         });
         tasks.lock().expect("tasks").push(accepting);
-        Self { port, tasks }
+        Self {
+            port,
+            tasks,
+            tls: tls.is_some(),
+        }
     }
 
     /// The server's base URL.
     pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops accepting and drops every socket.
@@ -749,4 +786,29 @@ pub fn tansu(port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("tansu (set STEPFLOW_TANSU or run scripts/test.sh, which installs it)")
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1 and
+/// localhost: the CA in PEM, and the server's TLS settings.
+pub fn test_tls() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let server_key = KeyPair::generate().expect("server key");
+    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let server = CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der().clone()], key)
+        .expect("server TLS settings");
+    (ca.pem(), std::sync::Arc::new(config))
 }
