@@ -211,6 +211,13 @@ impl Registry {
         Ok(all.len())
     }
 
+    /// Holds off registrations and deletions while the guard lives, so that
+    /// something stored against a channel (a webhook subscription) cannot
+    /// race with the deletion of its document.
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
     /// Removes a document, its rows and its broker connections.
     pub async fn delete(&self, id: &DocumentId) -> Result<(), RegistryError> {
         let _guard = self.changes.lock().await;

@@ -4,5 +4,5 @@
 pub mod callback;
 pub mod delivery;
 
-pub use callback::{check_callback_url, CallbackError, PublicOnlyResolver};
+pub use callback::{check_callback_url, refused_literal, CallbackError, PublicOnlyResolver};
 pub use delivery::{sign, Verdict};

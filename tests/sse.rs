@@ -128,3 +128,18 @@ async fn an_out_of_range_last_event_id_is_reported_as_missed() {
     assert_eq!(resumed.next_event().await.data["payload"]["n"], 2);
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_message_name_cannot_forge_event_fields() {
+    let document = "asyncapi: 3.0.0\ninfo: {title: Forge, version: '1'}\nchannels:\n  room:\n    address: rooms/{roomId}\n    messages:\n      said:\n        name: \"Data\\ndata: injected\\nevent: evil\"\n        payload: {type: object}\n";
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let channel = channel_id(&gw.register("Forge", document, None).await, "room");
+    let mut sse = SseClient::open(&gw, &channel, None).await;
+    assert_eq!(sse.next_event().await.kind, "subscribed");
+    publish(&gw, &channel, 1).await;
+    let event = sse.next_event().await;
+    assert_eq!(event.kind, "Data_data: injected_event: evil");
+    assert_eq!(event.data["payload"]["n"], 1, "the data is the message");
+    gw.stop().await;
+}

@@ -560,3 +560,128 @@ async fn a_full_queue_records_what_it_cannot_take_and_timeouts_are_retried() {
     gw.stop().await;
     receiver.stop().await;
 }
+
+/// An endpoint that answers every request with an interim 103 and, a
+/// moment later, a 200 on the same connection: the gateway must not take
+/// that late 200 as the answer to a later message.
+async fn interim_answering_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0_u8; 64 * 1024];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    *counted.lock().expect("count") += 1;
+                    let _ = socket.write_all(b"HTTP/1.1 103 Early Hints\r\n\r\n").await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[actix_rt::test]
+async fn an_interim_answer_is_not_taken_for_a_delivery() {
+    let (url, requests) = interim_answering_endpoint().await;
+    let db = TestDb::sqlite();
+    let mut config = webhook_config(&db);
+    config.webhooks.max_attempts = 2;
+    config.webhooks.pause_after_failures = 100;
+    let gw = TestGateway::start(config).await;
+    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
+    let created = create(&gw, json!({"channel_id": channel, "callback_url": url})).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    for n in 1..=3 {
+        publish(&gw, &channel, "a", n).await;
+    }
+    let seen = eventually(WAIT, || async {
+        let seen = view(&gw, &id).await;
+        (seen["failed"] == 3).then_some(seen)
+    })
+    .await
+    .expect("three messages failed");
+    assert_eq!(seen["delivered"], 0, "{seen}");
+    assert!(*requests.lock().expect("count") >= 6, "two attempts each");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn stored_subscriptions_follow_the_current_policy_and_their_document() {
+    let receiver = WebhookReceiver::start(Script {
+        first: Vec::new(),
+        then: 500,
+        delay: Duration::ZERO,
+    })
+    .await;
+    let db = TestDb::sqlite();
+    let mut config = webhook_config(&db);
+    config.webhooks.max_attempts = 1;
+    config.webhooks.pause_after_failures = 1;
+    let gw = TestGateway::start(config.clone()).await;
+    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
+    let created = create(
+        &gw,
+        json!({"channel_id": channel, "callback_url": receiver.url}),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    gw.stop().await;
+
+    // Loopback callbacks are no longer allowed: the stored one is shown,
+    // not called.
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let seen = view(&gw, &id).await;
+    assert_eq!(seen["state"], "unavailable", "{seen}");
+    let reason = seen["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not a public address"), "{reason}");
+    publish(&gw, &channel, "a", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty());
+    gw.stop().await;
+
+    // A paused subscription ends with its document too.
+    let gw = TestGateway::start(config).await;
+    publish(&gw, &channel, "a", 2).await;
+    eventually(WAIT, || async {
+        (view(&gw, &id).await["state"] == "paused").then_some(())
+    })
+    .await
+    .expect("paused");
+    let (_, documents) = gw.get("/asyncapis").await;
+    let document = documents["documents"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deleted = gw
+        .client
+        .delete(format!("{}/asyncapis/{document}", gw.base))
+        .send()
+        .await
+        .expect("delete sent");
+    assert_eq!(deleted.status().as_u16(), 204);
+    let gone = eventually(WAIT, || async {
+        let (status, _) = gw.get(&format!("/messages/subscribe/{id}")).await;
+        (status == 404).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the paused subscription ended with its document"
+    );
+    gw.stop().await;
+    receiver.stop().await;
+}

@@ -129,7 +129,14 @@ impl Handler<Delivery> for SseSession {
             return;
         };
         let id = delivery.event_id.as_deref().unwrap_or_default();
-        let name = frame["message"].as_str().unwrap_or("message").to_owned();
+        // A line break in a message name would end the field and let the
+        // name forge fields of its own.
+        let name: String = frame["message"]
+            .as_str()
+            .unwrap_or("message")
+            .chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect();
         self.send(format!("id: {id}\nevent: {name}\ndata: {frame}\n\n"), ctx);
     }
 }

@@ -269,7 +269,15 @@ impl WebhookSession {
         };
         ctx.spawn(attempt.into_actor(self).map(|outcome, act, ctx| {
             let verdict = match outcome {
-                Ok((status, retry_after)) => Verdict::of_status(status, retry_after.as_deref()),
+                Ok((status, retry_after)) => {
+                    if status < 200 {
+                        // The final answer may still come on that connection
+                        // and be read as the next message's: a new client
+                        // drops the connection with its pool.
+                        act.client = http_client(&act.parts.settings);
+                    }
+                    Verdict::of_status(status, retry_after.as_deref())
+                }
                 Err(error) => Verdict::Retry {
                     reason: format!("the request failed: {error}"),
                     after: None,

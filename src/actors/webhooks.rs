@@ -16,6 +16,7 @@ use super::CallLog;
 use crate::catalog::SharedCatalog;
 use crate::config::WebhooksConfig;
 use crate::http::subscription::Target;
+use crate::webhook::refused_literal;
 
 /// Starts the session of a subscription just stored.
 #[derive(Message)]
@@ -37,6 +38,11 @@ pub struct RestoreWebhooks(pub Vec<webhook_subscriptions::Model>);
 #[rtype(result = "()")]
 pub struct RemoveWebhook(pub String);
 
+/// Stops and forgets the subscriptions of a deleted document's channels.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveDocumentWebhooks(pub String);
+
 /// Resumes a paused subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -50,13 +56,21 @@ pub struct ListWebhooks {
     pub channel_id: Option<String>,
 }
 
+/// A running session and what it is a subscription of.
+struct Running {
+    document: String,
+    channel: String,
+    session: Addr<WebhookSession>,
+}
+
 /// The owner of every webhook session.
 pub struct Webhooks {
     catalog: SharedCatalog,
     settings: Arc<WebhooksConfig>,
     call_log: CallLog,
     db: DatabaseConnection,
-    sessions: HashMap<String, (String, Addr<WebhookSession>)>,
+    /// Running sessions by subscription id.
+    sessions: HashMap<String, Running>,
     /// Stored subscriptions whose channel is not loaded, by id.
     unavailable: HashMap<String, WebhookView>,
 }
@@ -95,9 +109,15 @@ impl Webhooks {
             db: self.db.clone(),
             row,
         };
-        let (id, channel) = (parts.row.id.clone(), parts.row.channel_id.clone());
+        let id = parts.row.id.clone();
+        let (document, channel) = (parts.row.document_id.clone(), parts.row.channel_id.clone());
         let session = WebhookSession::start(parts, ctx.address().recipient());
-        self.sessions.insert(id, (channel, session.clone()));
+        let running = Running {
+            document,
+            channel,
+            session: session.clone(),
+        };
+        self.sessions.insert(id, running);
         session
     }
 }
@@ -131,16 +151,22 @@ impl Handler<RestoreWebhooks> for Webhooks {
 
     fn handle(&mut self, msg: RestoreWebhooks, ctx: &mut Self::Context) -> usize {
         let catalog = self.catalog.load();
+        let allow_private = self.settings.allow_private_targets;
         for row in msg.0 {
             let fixed = fixed_parameters(&row);
-            match Target::resolve(&catalog, row.channel_id.clone(), &fixed) {
+            let target = match refused_literal(&row.callback_url, allow_private) {
+                Some(reason) => Err(reason),
+                None => Target::resolve(&catalog, row.channel_id.clone(), &fixed)
+                    .map_err(|error| error.to_string()),
+            };
+            match target {
                 Ok(target) => {
                     self.launch(row, target, ctx);
                 }
-                Err(error) => {
-                    tracing::warn!(webhook = %row.id, %error, "webhook subscription not started");
+                Err(reason) => {
+                    tracing::warn!(webhook = %row.id, %reason, "webhook subscription not started");
                     let mut view = WebhookView::stored(&row, "unavailable");
-                    view.reason = Some(error.to_string());
+                    view.reason = Some(reason);
                     self.unavailable.insert(row.id, view);
                 }
             }
@@ -154,9 +180,24 @@ impl Handler<RemoveWebhook> for Webhooks {
 
     fn handle(&mut self, msg: RemoveWebhook, _ctx: &mut Self::Context) {
         self.unavailable.remove(&msg.0);
-        if let Some((_, session)) = self.sessions.remove(&msg.0) {
-            session.do_send(Stop);
+        if let Some(running) = self.sessions.remove(&msg.0) {
+            running.session.do_send(Stop);
         }
+    }
+}
+
+impl Handler<RemoveDocumentWebhooks> for Webhooks {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveDocumentWebhooks, _ctx: &mut Self::Context) {
+        self.unavailable.retain(|_, view| view.document_id != msg.0);
+        self.sessions.retain(|_, running| {
+            let keep = running.document != msg.0;
+            if !keep {
+                running.session.do_send(Stop);
+            }
+            keep
+        });
     }
 }
 
@@ -164,8 +205,8 @@ impl Handler<ResumeWebhook> for Webhooks {
     type Result = ();
 
     fn handle(&mut self, msg: ResumeWebhook, _ctx: &mut Self::Context) {
-        if let Some((_, session)) = self.sessions.get(&msg.0) {
-            session.do_send(Resume);
+        if let Some(running) = self.sessions.get(&msg.0) {
+            running.session.do_send(Resume);
         }
     }
 }
@@ -178,8 +219,8 @@ impl Handler<ListWebhooks> for Webhooks {
         let sessions: Vec<Addr<WebhookSession>> = self
             .sessions
             .values()
-            .filter(|(channel, _)| wanted(channel))
-            .map(|(_, session)| session.clone())
+            .filter(|running| wanted(&running.channel))
+            .map(|running| running.session.clone())
             .collect();
         let mut unavailable: Vec<WebhookView> = self
             .unavailable

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::problem::ApiError;
 use super::{views, AppState};
+use crate::actors::webhooks::RemoveDocumentWebhooks;
 use crate::ids::DocumentId;
 use crate::registry::RegisterRequest;
 
@@ -52,9 +53,14 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .registry
-        .delete(&DocumentId::from(id.into_inner()))
-        .await?;
+    let id = DocumentId::from(id.into_inner());
+    state.registry.delete(&id).await?;
+    // Paused webhook sessions hold no subscription that would end with the
+    // document's connections; they are ended here. A failed send means the
+    // gateway is stopping, which ends them too.
+    let _ = state
+        .webhooks
+        .send(RemoveDocumentWebhooks(id.to_string()))
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -54,7 +54,10 @@ pub async fn create(
             });
         }
     }
-    let target = Target::resolve(&state.catalog.load(), request.channel_id, &fixed)?;
+    // Checked once before the URL is resolved, for a quick answer, and
+    // again under the registry's guard, so that the document cannot be
+    // deleted between the check and the insert.
+    Target::resolve(&state.catalog.load(), request.channel_id.clone(), &fixed)?;
     let allow_private = state.config.webhooks.allow_private_targets;
     let url = check_callback_url(&request.callback_url, allow_private)
         .await
@@ -62,6 +65,8 @@ pub async fn create(
             pointer: "/callback_url".into(),
             message: error.to_string(),
         })?;
+    let _guard = state.registry.hold_changes().await;
+    let target = Target::resolve(&state.catalog.load(), request.channel_id, &fixed)?;
 
     let now = Utc::now();
     let row = webhook_subscriptions::Model {

@@ -26,6 +26,9 @@ pub enum CallbackError {
          use `secret` to let the endpoint verify the sender"
     )]
     Credentials,
+    /// Longer than any endpoint would take.
+    #[error("`callback_url` is {0} bytes long; at most 2048 are allowed")]
+    TooLong(usize),
     /// The host does not resolve.
     #[error("`callback_url` host `{host}` cannot be resolved: {reason}")]
     Unresolvable {
@@ -36,7 +39,7 @@ pub enum CallbackError {
     },
     /// The host is, or resolves to, an address the config does not allow.
     #[error(
-        "`callback_url` host `{host}` is {address}, a {kind} address; \
+        "`callback_url` host `{host}` is {address}, which is not a public address ({kind}); \
          the config must set `webhooks.allow_private_targets = true` to allow it"
     )]
     Private {
@@ -49,9 +52,35 @@ pub enum CallbackError {
     },
 }
 
+/// Longest accepted callback URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+
+/// Why a stored callback URL may not be used under the current policy: a
+/// host that is a non-public address literal while private targets are not
+/// allowed. Names are checked at each connection instead.
+pub fn refused_literal(url: &str, allow_private: bool) -> Option<String> {
+    if allow_private {
+        return None;
+    }
+    let parsed = Url::parse(url).ok()?;
+    let ip: IpAddr = match parsed.host()? {
+        url::Host::Ipv4(v4) => v4.into(),
+        url::Host::Ipv6(v6) => v6.into(),
+        url::Host::Domain(_) => return None,
+    };
+    let kind = non_public(ip)?;
+    Some(format!(
+        "the callback address {ip} is not a public address ({kind}) and \
+         `webhooks.allow_private_targets` is off"
+    ))
+}
+
 /// Checks a callback URL when a subscription is created: its scheme, its
 /// host, and the addresses the host resolves to now.
 pub async fn check_callback_url(raw: &str, allow_private: bool) -> Result<Url, CallbackError> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err(CallbackError::TooLong(raw.len()));
+    }
     let mut url = Url::parse(raw).map_err(|e| CallbackError::Invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(CallbackError::Scheme(url.scheme().to_owned()));
@@ -101,7 +130,15 @@ impl actix_tls::connect::Resolve for PublicOnlyResolver {
         port: u16,
     ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn StdError>>> {
         Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host, port)).await?;
+            // An IPv6 literal arrives in its brackets.
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                if let Some(kind) = non_public(ip) {
+                    return Err(format!("{ip} is not a public address ({kind})").into());
+                }
+                return Ok(vec![SocketAddr::new(ip, port)]);
+            }
+            let resolved = tokio::net::lookup_host((bare, port)).await?;
             let public: Vec<SocketAddr> =
                 resolved.filter(|a| non_public(a.ip()).is_none()).collect();
             if public.is_empty() {
@@ -150,10 +187,18 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return non_public_v4(v4);
     }
     let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., high, low] = segments;
-        let v4 = Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = segments;
+    // Forms that carry an IPv4 address, which decides: NAT64
+    // (64:ff9b::/96), IPv4-translated (::ffff:0:0:0/96), IPv4-compatible
+    // (::/96, beyond :: and ::1) and 6to4 (2002::/16).
+    let carried = match (s0, s1, s2, s3, s4, s5) {
+        (0x64, 0xff9b, 0, 0, 0, 0) | (0, 0, 0, 0, 0xffff, 0) => Some(embedded(s6, s7)),
+        (0, 0, 0, 0, 0, 0) if !ip.is_loopback() && !ip.is_unspecified() => Some(embedded(s6, s7)),
+        (0x2002, ..) => Some(embedded(s1, s2)),
+        _ => None,
+    };
+    if let Some(v4) = carried {
         return non_public_v4(v4);
     }
     let kind = if ip.is_loopback() {
@@ -196,6 +241,10 @@ mod tests {
         assert_eq!(kind("fe80::1"), Some("link-local"));
         assert_eq!(kind("::ffff:127.0.0.1"), Some("loopback"));
         assert_eq!(kind("64:ff9b::a00:1"), Some("private"));
+        assert_eq!(kind("::127.0.0.1"), Some("loopback"));
+        assert_eq!(kind("::ffff:0:127.0.0.1"), Some("loopback"));
+        assert_eq!(kind("2002:7f00:1::"), Some("loopback"));
+        assert_eq!(kind("2002:5db8:d70e::1"), None);
     }
 
     #[test]
@@ -225,6 +274,12 @@ mod tests {
         assert!(loopback.contains("allow_private_targets"), "{loopback}");
         let named = refused("http://localhost:9/hook", false).await;
         assert!(named.contains("loopback"), "{named}");
+        let long = format!("http://example.com/{}", "a".repeat(3000));
+        assert!(check_callback_url(&long, true).await.is_err());
+        assert!(refused_literal("http://127.0.0.1:9/", false).is_some());
+        assert!(refused_literal("http://[::1]:9/", false).is_some());
+        assert!(refused_literal("http://127.0.0.1:9/", true).is_none());
+        assert!(refused_literal("http://localhost:9/", false).is_none());
         let allowed = check_callback_url("http://127.0.0.1:9/hook#x", true).await;
         assert_eq!(
             allowed.expect("allowed").as_str(),

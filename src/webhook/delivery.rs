@@ -46,6 +46,10 @@ impl Verdict {
         let reason = format!("the endpoint answered {status}");
         match status {
             200..=299 => Self::Delivered,
+            100..=199 => Self::Retry {
+                reason: format!("{reason}, an interim answer with no final one read"),
+                after: None,
+            },
             408 | 429 | 500..=599 => Self::Retry {
                 reason,
                 after: retry_after
@@ -80,7 +84,7 @@ mod tests {
     #[test]
     fn statuses_are_judged_as_documented() {
         assert_eq!(Verdict::of_status(204, None), Verdict::Delivered);
-        for status in [408, 429, 500, 503] {
+        for status in [100, 103, 408, 429, 500, 503] {
             assert!(matches!(
                 Verdict::of_status(status, None),
                 Verdict::Retry { .. }
