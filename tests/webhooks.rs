@@ -25,6 +25,36 @@ fn webhook_config(db: &TestDb) -> Config {
     config
 }
 
+/// A gateway tuned by `tune`, the chat channel, and one webhook
+/// subscription of it to `callback_url`.
+struct Rig {
+    gw: TestGateway,
+    channel: String,
+    id: String,
+    config: Config,
+    db: TestDb,
+}
+
+impl Rig {
+    async fn start(callback_url: &str, tune: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::sqlite();
+        let mut config = webhook_config(&db);
+        tune(&mut config);
+        let gw = TestGateway::start(config.clone()).await;
+        let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
+        let body = json!({"channel_id": channel, "callback_url": callback_url});
+        let created = create(&gw, body).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        Self {
+            gw,
+            channel,
+            id,
+            config,
+            db,
+        }
+    }
+}
+
 async fn publish(gw: &TestGateway, channel: &str, room: &str, n: i64) {
     let body =
         json!({"channel_id": channel, "message_data": {"n": n}, "parameters": {"roomId": room}});
@@ -175,15 +205,13 @@ async fn client_errors_are_not_retried_and_busy_answers_are() {
         delay: Duration::ZERO,
     })
     .await;
-    let db = TestDb::sqlite();
-    let gw = TestGateway::start(webhook_config(&db)).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
-    let created = create(
-        &gw,
-        json!({"channel_id": channel, "callback_url": receiver.url}),
-    )
-    .await;
-    let id = created["id"].as_str().expect("id");
+    let Rig {
+        gw,
+        channel,
+        id,
+        config: _,
+        db: _db,
+    } = Rig::start(&receiver.url, |_| {}).await;
 
     publish(&gw, &channel, "a", 1).await;
     publish(&gw, &channel, "a", 2).await;
@@ -202,7 +230,7 @@ async fn client_errors_are_not_retried_and_busy_answers_are() {
         .iter()
         .all(|r| r.header("stepflow-signature").is_empty()));
 
-    let seen = view(&gw, id).await;
+    let seen = view(&gw, &id).await;
     assert_eq!(seen["delivered"], 1);
     assert_eq!(seen["failed"], 1);
     assert_eq!(seen["retries"], 2);
@@ -233,20 +261,19 @@ async fn a_failing_endpoint_is_paused_visibly_and_resumes() {
         delay: Duration::ZERO,
     })
     .await;
-    let db = TestDb::sqlite();
-    let mut config = webhook_config(&db);
-    config.webhooks.max_attempts = 3;
-    config.webhooks.pause_after_failures = 2;
-    let gw = TestGateway::start(config.clone()).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
+    let Rig {
+        gw,
+        channel,
+        id,
+        config,
+        db: _db,
+    } = Rig::start(&receiver.url, |c| {
+        c.webhooks.max_attempts = 3;
+        c.webhooks.pause_after_failures = 2;
+    })
+    .await;
     // Keeps the channel's subscription, and its replay buffer, alive.
     let _keeper = gw.subscribe(&channel, "").await;
-    let created = create(
-        &gw,
-        json!({"channel_id": channel, "callback_url": receiver.url}),
-    )
-    .await;
-    let id = created["id"].as_str().expect("id").to_owned();
 
     publish(&gw, &channel, "a", 1).await;
     publish(&gw, &channel, "a", 2).await;
@@ -302,19 +329,18 @@ async fn messages_published_while_paused_are_delivered_on_resume() {
         delay: Duration::ZERO,
     })
     .await;
-    let db = TestDb::sqlite();
-    let mut config = webhook_config(&db);
-    config.webhooks.max_attempts = 1;
-    config.webhooks.pause_after_failures = 1;
-    let gw = TestGateway::start(config).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
-    let _keeper = gw.subscribe(&channel, "").await;
-    let created = create(
-        &gw,
-        json!({"channel_id": channel, "callback_url": receiver.url}),
-    )
+    let Rig {
+        gw,
+        channel,
+        id,
+        config: _,
+        db: _db,
+    } = Rig::start(&receiver.url, |c| {
+        c.webhooks.max_attempts = 1;
+        c.webhooks.pause_after_failures = 1;
+    })
     .await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let _keeper = gw.subscribe(&channel, "").await;
     publish(&gw, &channel, "a", 1).await;
     eventually(WAIT, || async {
         (view(&gw, &id).await["state"] == "paused").then_some(())
@@ -502,20 +528,19 @@ async fn a_full_queue_records_what_it_cannot_take_and_timeouts_are_retried() {
         delay: Duration::from_millis(700),
     })
     .await;
-    let db = TestDb::sqlite();
-    let mut config = webhook_config(&db);
-    config.webhooks.queue_capacity = 2;
-    config.webhooks.timeout_ms = 400;
-    config.webhooks.max_attempts = 2;
-    config.webhooks.pause_after_failures = 100;
-    let gw = TestGateway::start(config).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
-    let created = create(
-        &gw,
-        json!({"channel_id": channel, "callback_url": receiver.url}),
-    )
+    let Rig {
+        gw,
+        channel,
+        id,
+        config: _,
+        db: _db,
+    } = Rig::start(&receiver.url, |c| {
+        c.webhooks.queue_capacity = 2;
+        c.webhooks.timeout_ms = 400;
+        c.webhooks.max_attempts = 2;
+        c.webhooks.pause_after_failures = 100;
+    })
     .await;
-    let id = created["id"].as_str().expect("id").to_owned();
     for n in 1..=5 {
         publish(&gw, &channel, "a", n).await;
     }
@@ -597,14 +622,17 @@ async fn interim_answering_endpoint() -> (String, std::sync::Arc<std::sync::Mute
 #[actix_rt::test]
 async fn an_interim_answer_is_not_taken_for_a_delivery() {
     let (url, requests) = interim_answering_endpoint().await;
-    let db = TestDb::sqlite();
-    let mut config = webhook_config(&db);
-    config.webhooks.max_attempts = 2;
-    config.webhooks.pause_after_failures = 100;
-    let gw = TestGateway::start(config).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
-    let created = create(&gw, json!({"channel_id": channel, "callback_url": url})).await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let Rig {
+        gw,
+        channel,
+        id,
+        config: _,
+        db: _db,
+    } = Rig::start(&url, |c| {
+        c.webhooks.max_attempts = 2;
+        c.webhooks.pause_after_failures = 100;
+    })
+    .await;
     for n in 1..=3 {
         publish(&gw, &channel, "a", n).await;
     }
@@ -627,18 +655,17 @@ async fn stored_subscriptions_follow_the_current_policy_and_their_document() {
         delay: Duration::ZERO,
     })
     .await;
-    let db = TestDb::sqlite();
-    let mut config = webhook_config(&db);
-    config.webhooks.max_attempts = 1;
-    config.webhooks.pause_after_failures = 1;
-    let gw = TestGateway::start(config.clone()).await;
-    let channel = channel_id(&gw.register("Chat", CHAT, None).await, "room");
-    let created = create(
-        &gw,
-        json!({"channel_id": channel, "callback_url": receiver.url}),
-    )
+    let Rig {
+        gw,
+        channel,
+        id,
+        config,
+        db,
+    } = Rig::start(&receiver.url, |c| {
+        c.webhooks.max_attempts = 1;
+        c.webhooks.pause_after_failures = 1;
+    })
     .await;
-    let id = created["id"].as_str().expect("id").to_owned();
     gw.stop().await;
 
     // Loopback callbacks are no longer allowed: the stored one is shown,
