@@ -219,7 +219,7 @@ async fn reconnects_after_restart(scheme: &str, start: fn(u16) -> Child) {
         .wait_for_status("the outage", |s| s["state"] != "connected")
         .await;
     assert!(outage["last_error"].is_string(), "{outage}");
-    broker.up();
+    broker.up_async().await;
     let back = setup
         .wait_for_status("the reconnection", |s| s["state"] == "connected")
         .await;
@@ -278,8 +278,13 @@ async fn nats_reconnects_after_its_broker_restarts() {
     reconnects_after_restart("nats", nats_server).await;
 }
 
-/// RabbitMQ is the machine's shared service, so instead of restarting it the
-/// test has it close the gateway's connection, found by its client name.
+#[actix_rt::test]
+async fn amqp_reconnects_after_its_broker_restarts() {
+    reconnects_after_restart("amqp", rabbitmq).await;
+}
+
+/// The broker closing the gateway's connection (found by its client name)
+/// is recovered from as well.
 #[actix_rt::test]
 async fn amqp_reconnects_after_the_broker_drops_the_connection() {
     let setup = Setup::new("amqp://127.0.0.1:5672").await;

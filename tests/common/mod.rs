@@ -718,21 +718,48 @@ impl Private {
         private
     }
 
+    /// Starts the broker and waits until its port takes connections
+    /// (RabbitMQ needs several seconds).
     pub fn up(&mut self) {
         self.child = Some((self.start)(self.port));
-        let ready = (0..100).any(|_| {
+        let ready = (0..1200).any(|_| {
             std::thread::sleep(Duration::from_millis(50));
             std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
         assert!(ready, "private broker did not start on port {}", self.port);
     }
 
+    /// [`Private::up`] without blocking the test's runtime, whose gateway
+    /// and clients go on meanwhile.
+    pub async fn up_async(&mut self) {
+        self.child = Some((self.start)(self.port));
+        let port = self.port;
+        let ready = eventually(Duration::from_secs(60), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "private broker did not start on port {port}"
+        );
+    }
+
     pub fn url(&self, scheme: &str) -> String {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Kills the broker and, where it runs in a group of its own (a
+    /// start script and its runtime), the whole group.
     pub fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -742,7 +769,41 @@ impl Private {
 impl Drop for Private {
     fn drop(&mut self) {
         self.down();
+        let scratch = std::env::temp_dir().join(format!("stepflow-rabbitmq-{}", self.port));
+        let _ = std::fs::remove_dir_all(scratch);
     }
+}
+
+/// A RabbitMQ node of its own on `port`: its own node name, distribution
+/// port, data folder and cookie, so the machine's node is not disturbed.
+/// The start script and the Erlang runtime it starts share a process group.
+pub fn rabbitmq(port: u16) -> Child {
+    use std::os::unix::process::CommandExt as _;
+    let base = std::env::temp_dir().join(format!("stepflow-rabbitmq-{port}"));
+    std::fs::create_dir_all(&base).expect("RabbitMQ folder");
+    std::fs::write(base.join("plugins"), "[].").expect("plugins file");
+    let distribution = TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        .env("HOME", &base)
+        .env("RABBITMQ_NODENAME", format!("stepflow{port}@localhost"))
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("RABBITMQ_DIST_PORT", distribution.to_string())
+        .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", base.join("log"))
+        .env("RABBITMQ_CONFIG_FILE", base.join("none"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", base.join("plugins"))
+        .env("RABBITMQ_PID_FILE", base.join("pid"))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rabbitmq-server (the RabbitMQ package)")
 }
 
 pub fn mosquitto(port: u16) -> Child {
