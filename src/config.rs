@@ -31,6 +31,8 @@ pub struct Config {
     pub sse: SseConfig,
     /// Webhook subscriptions.
     pub webhooks: WebhooksConfig,
+    /// Client authentication and access rules.
+    pub auth: AuthConfig,
     /// AsyncAPI documents registered at start from files.
     pub documents: Vec<DocumentFile>,
     /// How AsyncAPI documents are loaded.
@@ -294,6 +296,82 @@ impl Default for WebhooksConfig {
             pause_after_failures: 5,
         }
     }
+}
+
+/// Client authentication and access rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether clients must authenticate; off, everyone may do everything.
+    pub enabled: bool,
+    /// How bearer tokens (JWT) are verified.
+    pub jwt: JwtConfig,
+    /// What principals may publish and subscribe to; nothing is allowed
+    /// that no rule grants.
+    pub rules: Vec<AclRule>,
+}
+
+/// How JWT bearer tokens are verified. With neither key set, only API keys
+/// authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Secret of HS256 tokens.
+    pub hs256_secret: Option<String>,
+    /// PEM file of the RSA public key of RS256 tokens.
+    pub rs256_public_key_file: Option<std::path::PathBuf>,
+    /// The `aud` tokens must carry, when set.
+    pub audience: Option<String>,
+    /// The `iss` tokens must carry, when set.
+    pub issuer: Option<String>,
+    /// The claim that lists a token's roles.
+    pub roles_claim: String,
+    /// Clock difference tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rs256_public_key_file: None,
+            audience: None,
+            issuer: None,
+            roles_claim: "roles".into(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// One access rule: who, which channels, which actions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// The principal it applies to (an API key's name or a token's `sub`);
+    /// any when absent.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// The role it applies to; any when absent.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The name of the document whose channels it covers; any when absent.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// The channel address, placeholders included, it covers; any when
+    /// absent.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Parameters that must have these values.
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, String>,
+    /// Parameters that must equal these claims of the principal's token.
+    #[serde(default)]
+    pub bind: std::collections::BTreeMap<String, String>,
+    /// The message names it covers; all when empty.
+    #[serde(default)]
+    pub messages: Vec<String>,
+    /// `publish`, `subscribe` or both.
+    pub actions: Vec<crate::auth::Action>,
 }
 
 /// Why a configuration could not be read.

@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use crate::actors::supervisor::Shutdown;
 use crate::actors::webhooks::{RestoreWebhooks, Webhooks};
 use crate::actors::{BrokerSupervisor, CallLog, LogWriter};
+use crate::auth::Auth;
 use crate::broker::AdapterContext;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::config::Config;
@@ -28,6 +29,9 @@ pub enum GatewayError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
     Store(#[from] StoreError),
+    /// The auth settings cannot be used.
+    #[error("cannot set up authentication")]
+    Auth(#[from] crate::auth::AuthSetupError),
     /// The TLS settings cannot be used.
     #[error("cannot set up TLS")]
     Tls(#[from] crate::tls::TlsError),
@@ -100,10 +104,15 @@ impl Gateway {
         // The owner only fails to answer when the system is stopping.
         let _ = webhooks.send(RestoreWebhooks(stored_webhooks)).await;
 
+        let auth = Arc::new(Auth::new(&config.auth)?);
+        if !auth.enabled() {
+            tracing::warn!("authentication is off: every client may publish, subscribe and manage; set auth.enabled to require credentials");
+        }
         let timeout = Duration::from_millis(config.server.publish_timeout_ms);
         let publisher = Publisher::new(
             catalog.clone(),
             call_log.clone(),
+            auth.clone(),
             timeout,
             config.call_log.keep_payloads,
         );
@@ -114,6 +123,8 @@ impl Gateway {
             publisher,
             supervisor: supervisor.clone(),
             webhooks,
+            auth,
+            verified_keys: Default::default(),
             call_log: call_log.clone(),
             db: db.clone(),
             config: config.clone(),
@@ -188,15 +199,19 @@ fn serve(
             .unwrap_or(1),
         n => n,
     };
-    let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
-        .workers(workers)
-        .shutdown_timeout(config.server.shutdown_timeout_secs)
-        .disable_signals()
-        .bind(&bind)
-        .map_err(|source| GatewayError::Bind {
-            bind: bind.clone(),
-            source,
-        })?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http::auth::authenticate))
+            .configure(http::configure(state.clone()))
+    })
+    .workers(workers)
+    .shutdown_timeout(config.server.shutdown_timeout_secs)
+    .disable_signals()
+    .bind(&bind)
+    .map_err(|source| GatewayError::Bind {
+        bind: bind.clone(),
+        source,
+    })?;
     let local_addr = server
         .addrs()
         .first()

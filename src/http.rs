@@ -1,6 +1,7 @@
 //! The HTTP front: routes, shared state, and the one error mapping.
 
 mod asyncapis;
+pub mod auth;
 mod channels;
 mod health;
 mod messages;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub supervisor: Addr<BrokerSupervisor>,
     /// Owner of the webhook subscriptions' sessions.
     pub webhooks: Addr<Webhooks>,
+    /// Authentication and access rules.
+    pub auth: Arc<crate::auth::Auth>,
+    /// API keys verified since start.
+    pub verified_keys: Arc<crate::auth::keys::VerifiedKeys>,
     /// Producer handle of the call-log writer.
     pub call_log: CallLog,
     /// The database.
@@ -98,6 +103,14 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/logs/recent", "GET").route(web::get().to(messages::recent_logs)))
             .service(resource("/ws/{channel_id}", "GET").route(web::get().to(ws::subscribe)))
             .service(resource("/sse/{channel_id}", "GET").route(web::get().to(sse::subscribe)))
+            .service(
+                resource("/auth/keys", "GET, POST")
+                    .route(web::get().to(auth::list_keys))
+                    .route(web::post().to(auth::create_key)),
+            )
+            .service(
+                resource("/auth/keys/{id}", "DELETE").route(web::delete().to(auth::delete_key)),
+            )
             .service(resource("/health", "GET").route(web::get().to(health::health)))
             .default_service(web::to(problem::not_found));
     }

@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod asyncapi;
+pub mod auth;
 pub mod backoff;
 pub mod broker;
 pub mod catalog;

@@ -26,6 +26,19 @@ enum Command {
         #[arg(long, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+    /// Issues an API key and prints it; it is shown only this once.
+    IssueKey {
+        /// The TOML configuration file, for the database.
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// The principal the key authenticates as.
+        #[arg(long)]
+        name: String,
+        /// A role of the principal (`admin` for the management API); may
+        /// be repeated.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
     /// Checks AsyncAPI documents and prints every problem as
     /// `file:line:col rule pointer message`; exits 1 when one has errors.
     Validate {
@@ -43,11 +56,33 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config).await,
+        Command::IssueKey {
+            config,
+            name,
+            roles,
+        } => issue_key(config, name, roles).await,
         Command::Validate { files, format } => {
             let all_valid = validate::run(&files, format);
             std::process::exit(if all_valid { 0 } else { 1 });
         }
     }
+}
+
+async fn issue_key(path: PathBuf, name: String, roles: Vec<String>) -> anyhow::Result<()> {
+    let config = Config::load(&path).with_context(|| format!("reading {}", path.display()))?;
+    let db = stepflow_gateway::store::connect(&config.database.url, 1)
+        .await
+        .context("opening the database")?;
+    let (row, key) = stepflow_gateway::http::auth::new_key(name, roles);
+    stepflow_gateway::store::api_keys::insert(&db, row.clone())
+        .await
+        .context("storing the key")?;
+    println!("{key}");
+    eprintln!(
+        "key {} for `{}` issued; it is not shown again",
+        row.id, row.name
+    );
+    Ok(())
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! validate, resolve the address, publish, record.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::MailboxError;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::actors::connection::Publish;
 use crate::actors::{CallLog, CallRecord};
+use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::broker::address::AddressError;
 use crate::broker::{BrokerError, Outbound, Separators};
 use crate::catalog::{ChannelEntry, MessageEntry, SharedCatalog};
@@ -116,6 +118,9 @@ pub enum PublishError {
     /// The broker failed or refused.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The principal may not publish here.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl PublishError {
@@ -132,6 +137,7 @@ impl PublishError {
             PublishError::Broker(BrokerError::Timeout(_)) => "timeout",
             PublishError::Broker(BrokerError::Refused(_)) => "broker_refused",
             PublishError::Broker(BrokerError::InvalidAddress(_)) => "parameter",
+            PublishError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -150,6 +156,7 @@ pub struct PublishFailure {
 pub struct Publisher {
     catalog: SharedCatalog,
     call_log: CallLog,
+    auth: Arc<Auth>,
     timeout: Duration,
     keep_payloads: bool,
 }
@@ -169,19 +176,25 @@ impl Publisher {
     pub fn new(
         catalog: SharedCatalog,
         call_log: CallLog,
+        auth: Arc<Auth>,
         timeout: Duration,
         keep_payloads: bool,
     ) -> Self {
         Self {
             catalog,
             call_log,
+            auth,
             timeout,
             keep_payloads,
         }
     }
 
     /// Runs one publish to the end and records it, delivered or not.
-    pub async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, PublishFailure> {
+    pub async fn publish(
+        &self,
+        request: PublishRequest,
+        principal: &Principal,
+    ) -> Result<PublishOutcome, PublishFailure> {
         let started = Instant::now();
         let id = CallLogId::generate();
         let mut attempt = Attempt::default();
@@ -189,7 +202,7 @@ impl Publisher {
         let payload = Bytes::from(serde_json::to_vec(&request.message_data).unwrap_or_default());
         let payload_bytes = payload.len();
         let result = self
-            .run(&request, payload, &id, started, &mut attempt)
+            .run(&request, principal, payload, &id, started, &mut attempt)
             .await;
         let record = CallRecord {
             id: id.clone(),
@@ -222,6 +235,7 @@ impl Publisher {
     async fn run(
         &self,
         request: &PublishRequest,
+        principal: &Principal,
         payload: Bytes,
         id: &CallLogId,
         started: Instant,
@@ -240,6 +254,16 @@ impl Publisher {
         attempt.message_id = Some(message.id.clone());
 
         let values = parameter_values(channel, request, &headers)?;
+        let document = catalog.document(&DocumentId::from(channel.row.document_id.clone()));
+        let access = AccessRequest {
+            action: Action::Publish,
+            document: document.map_or("", |d| d.row.name.as_str()),
+            address: &channel.row.address,
+            parameters: &values,
+            messages: &[message.row.name.as_str()],
+        };
+        let allowed = self.auth.authorize(principal, &access);
+        allowed.map_err(|e| PublishError::Forbidden(e.to_string()))?;
         let separators = channel
             .broker
             .as_ref()

@@ -30,6 +30,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When its state last changed.
     pub updated_at: DateTimeUtc,
+    /// The principal that created it, when authentication was on.
+    pub owner: Option<String>,
 }
 
 /// Subscriptions refer to their channel and document by id.

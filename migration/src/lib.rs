@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_core;
 mod m20261203_000002_webhooks;
+mod m20261203_000003_auth;
 
 /// The gateway's migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_core::Migration),
             Box::new(m20261203_000002_webhooks::Migration),
+            Box::new(m20261203_000003_auth::Migration),
         ]
     }
 }

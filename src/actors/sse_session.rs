@@ -38,6 +38,9 @@ pub struct SseSessionParts {
     pub heartbeat: Duration,
     /// Turns true when the gateway shuts down; the gateway holds the sender.
     pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
+    /// When the client's token expires (Unix seconds): the stream ends
+    /// then.
+    pub expires_at: Option<i64>,
 }
 
 /// One Server-Sent Events stream. A client that went away is noticed when
@@ -107,6 +110,12 @@ impl Actor for SseSession {
             Ok(Err(error)) => act.end("error", &error.to_string(), ctx),
             Err(_) => act.end("error", "broker connection is gone", ctx),
         }));
+        if let Some(expires_at) = self.parts.expires_at {
+            let left = (expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+            ctx.run_later(Duration::from_secs(left), |act, ctx| {
+                act.end("end", "the access token has expired", ctx);
+            });
+        }
         ctx.run_interval(self.parts.heartbeat, |act, ctx| {
             act.send(": heartbeat\n\n".into(), ctx)
         });

@@ -84,6 +84,8 @@ pub struct WebhookView {
     pub reason: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The principal that created it, when authentication was on.
+    pub owner: Option<String>,
     /// Messages waiting, the one being attempted included.
     pub queued: usize,
     /// Messages the endpoint took since the gateway started.
@@ -111,6 +113,7 @@ impl WebhookView {
             state,
             reason: row.paused_reason.clone(),
             created_at: row.created_at,
+            owner: row.owner.clone(),
             queued: 0,
             delivered: 0,
             failed: 0,

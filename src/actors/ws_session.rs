@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
@@ -43,6 +44,9 @@ pub struct WsSessionParts {
     pub connection: Addr<BrokerConnection>,
     /// Publishes the client's text frames.
     pub publisher: Publisher,
+    /// Who the client is; its publishes are checked as this principal, and
+    /// the session closes when its token expires.
+    pub principal: crate::auth::Principal,
     /// Frames queued for the client at most.
     pub queue_capacity: usize,
     /// Turns true when the gateway shuts down; the gateway holds the sender.
@@ -126,9 +130,9 @@ impl WsSession {
                 return;
             }
         };
-        let publisher = self.parts.publisher.clone();
+        let (publisher, principal) = (self.parts.publisher.clone(), self.parts.principal.clone());
         let reply = async move {
-            match publisher.publish(request).await {
+            match publisher.publish(request, &principal).await {
                 Ok(outcome) => json!({"type": "published", "outcome": outcome}),
                 Err(failure) => {
                     let problem = crate::http::problem::Problem::from_publish(&failure);
@@ -190,6 +194,16 @@ impl Actor for WsSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(expires_at) = self.parts.principal.expires_at {
+            let left = (expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+            ctx.run_later(Duration::from_secs(left), |act, ctx| {
+                act.close(
+                    CloseCode::Policy,
+                    "the access token has expired".into(),
+                    ctx,
+                );
+            });
+        }
         let consumer = ConsumerAddr {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use super::auth::Caller;
 use super::problem::ApiError;
 use super::{views, AppState};
 use crate::actors::webhooks::RemoveDocumentWebhooks;
@@ -12,8 +13,10 @@ use crate::registry::RegisterRequest;
 /// `POST /asyncapis/register`: stores and activates a document.
 pub async fn register(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
     let registered = state.registry.register(body.into_inner()).await?;
     let catalog = state.catalog.load();
     let mut view = views::registered(&registered.rows, &catalog);
@@ -51,8 +54,10 @@ pub async fn get(
 /// `DELETE /asyncapis/{id}`: removes a document and its connections.
 pub async fn delete(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
     let id = DocumentId::from(id.into_inner());
     state.registry.delete(&id).await?;
     // Paused webhook sessions hold no subscription that would end with the

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::problem::ApiError;
 use super::AppState;
 use crate::publish::PublishRequest;
@@ -13,9 +14,13 @@ use crate::store;
 /// once the broker has taken it.
 pub async fn publish(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state.publisher.publish(body.into_inner()).await?;
+    let outcome = state
+        .publisher
+        .publish(body.into_inner(), &caller.0)
+        .await?;
     Ok(HttpResponse::Ok().json(outcome))
 }
 

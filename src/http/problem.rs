@@ -85,6 +85,9 @@ impl Problem {
                 detail,
             ),
             PublishError::Broker(error) => broker_problem(error),
+            PublishError::Forbidden(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
+            }
         };
         problem.call_log_id = Some(failure.call_log_id.to_string());
         problem
@@ -180,9 +183,24 @@ pub enum ApiError {
     /// The gateway cannot serve the request now.
     #[error("{0}")]
     Unavailable(String),
+    /// No credentials, or credentials that do not hold.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The principal may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database failed.
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        match error {
+            crate::auth::AuthError::Unauthenticated(reason) => ApiError::Unauthenticated(reason),
+            crate::auth::AuthError::Forbidden(reason) => ApiError::Forbidden(reason),
+        }
+    }
 }
 
 impl From<PublishFailure> for ApiError {
@@ -221,6 +239,15 @@ impl ApiError {
                 );
                 p.errors = Some(json!([{ "pointer": pointer, "message": message }]));
                 p
+            }
+            ApiError::Unauthenticated(_) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                detail,
+            ),
+            ApiError::Forbidden(_) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
             }
             ApiError::Unavailable(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -304,7 +331,14 @@ impl ResponseError for ApiError {
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("www-authenticate", "Bearer"));
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            tracing::info!(status = status.as_u16(), detail = %problem.detail, "request refused");
+        }
+        response
             .content_type("application/problem+json")
             .json(problem)
     }

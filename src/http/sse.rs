@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::auth::Caller;
 use super::problem::ApiError;
 use super::subscription::Target;
 use super::AppState;
@@ -19,11 +20,15 @@ use crate::actors::SseSession;
 pub async fn subscribe(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     channel_id: web::Path<String>,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let fixed = query.into_inner();
-    let target = Target::resolve(&state.catalog.load(), channel_id.into_inner(), &fixed)?;
+    let mut fixed = query.into_inner();
+    fixed.remove("access_token");
+    let catalog = state.catalog.load();
+    let target = Target::resolve(&catalog, channel_id.into_inner(), &fixed)?;
+    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
     let resume_after = req
         .headers()
         .get("last-event-id")
@@ -40,6 +45,7 @@ pub async fn subscribe(
         resume_after,
         heartbeat: Duration::from_secs(state.config.sse.heartbeat_secs.max(1)),
         shutdown_rx: state.shutdown_rx.clone(),
+        expires_at: caller.0.expires_at,
     };
     SseSession::start(parts, chunks_tx);
     Ok(HttpResponse::Ok()

@@ -8,9 +8,10 @@ use actix::Addr;
 
 use super::problem::ApiError;
 use crate::actors::BrokerConnection;
+use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::broker::{Separators, TopicFilter};
 use crate::catalog::{Catalog, ChannelEntry};
-use crate::ids::ChannelId;
+use crate::ids::{ChannelId, DocumentId};
 use crate::publish::check_parameter;
 
 /// What a subscription needs, checked before the upgrade so that a bad
@@ -61,6 +62,35 @@ impl Target {
             filter,
             connection,
         })
+    }
+}
+
+impl Target {
+    /// Refuses a principal that may not subscribe to the channel with these
+    /// parameter values (absent ones mean every value).
+    pub fn authorize(
+        &self,
+        catalog: &Catalog,
+        auth: &Auth,
+        principal: &Principal,
+        fixed: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let document_id = DocumentId::from(self.channel.row.document_id.clone());
+        let document = catalog.document(&document_id);
+        let messages: Vec<&str> = self
+            .channel
+            .messages
+            .iter()
+            .map(|m| m.row.name.as_str())
+            .collect();
+        let request = AccessRequest {
+            action: Action::Subscribe,
+            document: document.map_or("", |d| d.row.name.as_str()),
+            address: &self.channel.row.address,
+            parameters: fixed,
+            messages: &messages,
+        };
+        Ok(auth.authorize(principal, &request)?)
     }
 }
 

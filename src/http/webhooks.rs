@@ -10,6 +10,7 @@ use entity::webhook_subscriptions;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::problem::ApiError;
 use super::subscription::Target;
 use super::AppState;
@@ -42,6 +43,7 @@ pub struct CreateWebhook {
 /// then starts delivering to it.
 pub async fn create(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
@@ -57,7 +59,9 @@ pub async fn create(
     // Checked once before the URL is resolved, for a quick answer, and
     // again under the registry's guard, so that the document cannot be
     // deleted between the check and the insert.
-    Target::resolve(&state.catalog.load(), request.channel_id.clone(), &fixed)?;
+    let catalog = state.catalog.load();
+    let target = Target::resolve(&catalog, request.channel_id.clone(), &fixed)?;
+    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
     let allow_private = state.config.webhooks.allow_private_targets;
     let url = check_callback_url(&request.callback_url, allow_private)
         .await
@@ -80,6 +84,7 @@ pub async fn create(
         paused_reason: None,
         created_at: now,
         updated_at: now,
+        owner: state.auth.enabled().then(|| caller.0.name.clone()),
     };
     store::webhooks::insert(&state.db, row.clone()).await?;
     let view = state
@@ -132,28 +137,33 @@ pub struct ListQuery {
 /// and counts.
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let channel_id = query.into_inner().channel_id;
-    let subscriptions = list_views(&state, channel_id).await?;
+    let mut subscriptions = list_views(&state, channel_id).await?;
+    subscriptions.retain(|view| may_manage(&state, &caller, view));
     Ok(HttpResponse::Ok().json(json!({ "subscriptions": subscriptions })))
 }
 
 /// `GET /messages/subscribe/{id}`: one subscription.
 pub async fn get(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &id).await?))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, &id).await?))
 }
 
 /// `DELETE /messages/subscribe/{id}`: removes a subscription; its channel's
 /// broker-side subscription ends when it was the last consumer.
 pub async fn delete(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    find(&state, &caller, &id).await?;
     if !store::webhooks::delete(&state.db, &id).await? {
         return Err(not_found(id));
     }
@@ -165,20 +175,31 @@ pub async fn delete(
 /// `POST /messages/subscribe/{id}/resume`: resumes a paused subscription.
 pub async fn resume(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    find(&state, &caller, &id).await?;
     if !store::webhooks::set_paused(&state.db, &id, None).await? {
         return Err(not_found(id));
     }
     let _ = state.webhooks.send(ResumeWebhook(id.clone())).await;
-    Ok(HttpResponse::Ok().json(find(&state, &id).await?))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, &id).await?))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<WebhookView, ApiError> {
+/// A subscription the caller may see and manage: its own, or any for an
+/// admin. Others' answer 404, as if they did not exist.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<WebhookView, ApiError> {
     let views = list_views(state, None).await?;
-    let found = views.into_iter().find(|view| view.id == id);
+    let found = views
+        .into_iter()
+        .find(|view| view.id == id && may_manage(state, caller, view));
     found.ok_or_else(|| not_found(id.to_owned()))
+}
+
+fn may_manage(state: &AppState, caller: &Caller, view: &WebhookView) -> bool {
+    state.auth.require_admin(&caller.0).is_ok()
+        || view.owner.as_deref() == Some(caller.0.name.as_str())
 }
 
 async fn list_views(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::auth::Caller;
 use super::problem::ApiError;
 use super::subscription::Target;
 use super::AppState;
@@ -16,14 +17,26 @@ pub async fn subscribe(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    caller: Caller,
     channel_id: web::Path<String>,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let fixed = query.into_inner();
-    let target = Target::resolve(&state.catalog.load(), channel_id.into_inner(), &fixed)?;
+    let mut fixed = query.into_inner();
+    fixed.remove("access_token");
+    let catalog = state.catalog.load();
+    let target = Target::resolve(&catalog, channel_id.into_inner(), &fixed)?;
+    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
 
-    let (response, session, stream) =
+    let (mut response, session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A browser that sent its token as a protocol must see one of its
+    // protocols chosen; `stepflow` is offered alongside for that.
+    if offers_protocol(&req, "stepflow") {
+        let chosen = actix_web::http::header::HeaderValue::from_static("stepflow");
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL, chosen);
+    }
     let max_frame = state.config.websocket.max_frame_bytes;
     let parts = WsSessionParts {
         channel: target.channel,
@@ -31,6 +44,7 @@ pub async fn subscribe(
         filter: target.filter,
         connection: target.connection,
         publisher: state.publisher.clone(),
+        principal: caller.0,
         queue_capacity: state.config.websocket.queue_capacity,
         shutdown_rx: state.shutdown_rx.clone(),
     };
@@ -40,4 +54,13 @@ pub async fn subscribe(
         .max_continuation_size(max_frame);
     WsSession::start(parts, session, stream);
     Ok(response)
+}
+
+/// Whether the client offered `protocol` in `Sec-WebSocket-Protocol`.
+fn offers_protocol(req: &HttpRequest, protocol: &str) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
 }

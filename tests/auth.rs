@@ -1,0 +1,445 @@
+//! Client authentication and access rules on every front: REST publish,
+//! WebSocket, SSE and webhook subscriptions, and the management API. Each
+//! front is tried with no token, a bad token, an expired token, the wrong
+//! channel, the wrong direction, and an allowed request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+use stepflow_gateway::auth::Action;
+use stepflow_gateway::config::AclRule;
+use stepflow_gateway::Config;
+
+const SECRET: &str = "an-hs256-secret-for-tests-only";
+const WAIT: Duration = Duration::from_secs(10);
+
+const CHAT: &str = "asyncapi: 3.0.0\ninfo: {title: Chat, version: '1'}\nchannels:\n  room:\n    address: rooms/{roomId}\n    messages:\n      said:\n        payload: {type: object, required: [n], properties: {n: {type: integer}}}\n";
+
+/// Devices publish to the room named by their `sub`; readers subscribe to
+/// any room of the Chat document.
+fn auth_config(db: &TestDb) -> Config {
+    let mut config = test_config(&db.url);
+    config.webhooks.allow_private_targets = true;
+    config.auth.enabled = true;
+    config.auth.jwt.hs256_secret = Some(SECRET.into());
+    config.auth.jwt.leeway_secs = 0;
+    config.auth.rules = vec![
+        AclRule {
+            role: Some("device".into()),
+            channel: Some("rooms/{roomId}".into()),
+            bind: [("roomId".to_owned(), "sub".to_owned())].into(),
+            actions: vec![Action::Publish],
+            ..Default::default()
+        },
+        AclRule {
+            role: Some("reader".into()),
+            document: Some("Chat".into()),
+            actions: vec![Action::Subscribe],
+            ..Default::default()
+        },
+    ];
+    config
+}
+
+fn token(sub: &str, roles: &[&str], expires_in: i64) -> String {
+    let exp = chrono::Utc::now().timestamp() + expires_in;
+    let claims = json!({"sub": sub, "roles": roles, "exp": exp});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+/// The credentials tried on every front, with the status each must get.
+fn refusals() -> Vec<(&'static str, Option<String>, u16)> {
+    let forged = encode(
+        &Header::default(),
+        &json!({"sub": "lobby", "roles": ["device", "reader"], "exp": chrono::Utc::now().timestamp() + 60}),
+        &EncodingKey::from_secret(b"another secret"),
+    )
+    .expect("token");
+    vec![
+        ("no token", None, 401),
+        ("garbage", Some("not-a-token".into()), 401),
+        ("forged", Some(forged), 401),
+        (
+            "expired",
+            Some(token("lobby", &["device", "reader"], -60)),
+            401,
+        ),
+    ]
+}
+
+struct Setup {
+    gw: TestGateway,
+    channel: String,
+    admin: String,
+    _db: TestDb,
+}
+
+/// A gateway with auth on, an admin key issued by the command line, and
+/// the Chat document registered with it.
+async fn setup() -> Setup {
+    let db = TestDb::sqlite();
+    let config = auth_config(&db);
+    let gw = TestGateway::start(config).await;
+    let admin = issue_key(&db, "root", "admin");
+    let body = json!({"name": "Chat", "asyncapi_content": CHAT});
+    let (status, registered) = send(
+        &gw,
+        "POST",
+        "/asyncapis/register",
+        Some(&admin),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{registered}");
+    let channel = channel_id(&registered, "room");
+    Setup {
+        gw,
+        channel,
+        admin,
+        _db: db,
+    }
+}
+
+/// `stepflow-gateway issue-key`, as an operator runs it.
+fn issue_key(db: &TestDb, name: &str, role: &str) -> String {
+    let dir = tempfile::tempdir().expect("folder");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url)).expect("config");
+    let output = std::process::Command::new(gateway_binary())
+        .args(["issue-key", "--config"])
+        .arg(&config)
+        .args(["--name", name, "--role", role])
+        .output()
+        .expect("issue-key runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+async fn send(
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = gw.client.request(method, format!("{}{path}", gw.base));
+    if let Some(token) = token {
+        request = request.insert_header(("authorization", format!("Bearer {token}")));
+    }
+    let mut response = match body {
+        Some(body) => request.send_json(body).await,
+        None => request.send().await,
+    }
+    .expect("request sent");
+    let status = response.status().as_u16();
+    if status == 401 {
+        let challenge = response.headers().get("www-authenticate");
+        assert_eq!(challenge.and_then(|v| v.to_str().ok()), Some("Bearer"));
+    }
+    let bytes = response.body().limit(1 << 20).await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn publish_body(channel: &str, room: &str) -> Value {
+    json!({"channel_id": channel, "message_data": {"n": 1}, "parameters": {"roomId": room}})
+}
+
+#[actix_rt::test]
+async fn rest_publish_is_checked_per_channel_and_direction() {
+    let s = setup().await;
+    let body = publish_body(&s.channel, "lobby");
+    for (case, token, expected) in refusals() {
+        let (status, problem) = send(
+            &s.gw,
+            "POST",
+            "/messages/publish",
+            token.as_deref(),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, expected, "{case}: {problem}");
+        assert_eq!(
+            problem["type"], "urn:stepflow:problem:unauthenticated",
+            "{case}"
+        );
+    }
+    let device = token("lobby", &["device"], 60);
+    let other_room = publish_body(&s.channel, "kitchen");
+    let (status, problem) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&device),
+        Some(&other_room),
+    )
+    .await;
+    assert_eq!(status, 403, "wrong channel: {problem}");
+    assert_eq!(problem["type"], "urn:stepflow:problem:forbidden");
+    let reader = token("lobby", &["reader"], 60);
+    let (status, _) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&reader),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 403, "wrong direction");
+    let (status, outcome) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&device),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "allowed: {outcome}");
+
+    // The refusals are in the call log.
+    let logged = eventually(WAIT, || async {
+        let (_, logs) = send(&s.gw, "GET", "/logs/recent", Some(&s.admin), None).await;
+        let forbidden = logs["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["error_kind"] == "forbidden" && l["status"] == "rejected")
+            .count();
+        (forbidden == 2).then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "two forbidden publishes logged");
+    s.gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn websocket_and_sse_subscriptions_are_checked_before_they_open() {
+    let s = setup().await;
+    let ws_url = |query: &str| {
+        format!(
+            "{}/ws/{}?roomId=lobby{query}",
+            s.gw.base.replace("http://", "ws://"),
+            s.channel
+        )
+    };
+    let sse_url = format!("{}/sse/{}?roomId=lobby", s.gw.base, s.channel);
+    let mut cases = refusals();
+    cases.push((
+        "wrong direction",
+        Some(token("lobby", &["device"], 60)),
+        403,
+    ));
+    for (case, token, expected) in cases {
+        let mut ws = s.gw.client.ws(ws_url(""));
+        let mut sse = s.gw.client.get(&sse_url);
+        if let Some(token) = &token {
+            ws = ws.bearer_auth(token);
+            sse = sse.bearer_auth(token);
+        }
+        match ws.connect().await {
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+                assert_eq!(status.as_u16(), expected, "WebSocket, {case}")
+            }
+            other => panic!(
+                "WebSocket, {case}: refusal expected, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+        let response = sse.send().await.expect("SSE request");
+        assert_eq!(response.status().as_u16(), expected, "SSE, {case}");
+    }
+
+    // Allowed: the token in the query (browsers), and as a protocol.
+    let reader = token("lobby", &["reader"], 60);
+    let (_, mut by_query) =
+        s.gw.client
+            .ws(ws_url(&format!("&access_token={reader}")))
+            .connect()
+            .await
+            .expect("query token");
+    let (response, _by_protocol) =
+        s.gw.client
+            .ws(ws_url(""))
+            .protocols(["stepflow", &format!("stepflow.bearer.{reader}")])
+            .connect()
+            .await
+            .expect("protocol token");
+    let chosen = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(chosen, Some("stepflow"));
+    let device = token("lobby", &["device"], 60);
+    let (status, _) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&device),
+        Some(&publish_body(&s.channel, "lobby")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut client = WsClient { framed: by_query };
+    client
+        .next_message_where(WAIT, |p| p["n"] == 1)
+        .await
+        .expect("delivered to the reader");
+    by_query = client.framed;
+    drop(by_query);
+
+    // A session ends when its token expires.
+    let short = token("lobby", &["reader"], 2);
+    let (_, framed) =
+        s.gw.client
+            .ws(ws_url(""))
+            .bearer_auth(&short)
+            .connect()
+            .await
+            .expect("short token");
+    let mut session = WsClient { framed };
+    let reason = session.next_close(WAIT).await.expect("closed at expiry");
+    assert_eq!(reason.code, awc::ws::CloseCode::Policy);
+    assert!(reason.description.unwrap_or_default().contains("expired"));
+    s.gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn webhook_subscriptions_belong_to_who_may_subscribe() {
+    let s = setup().await;
+    let receiver = WebhookReceiver::start(Script::ok()).await;
+    let body = json!({"channel_id": s.channel, "callback_url": receiver.url, "parameters": {"roomId": "lobby"}});
+    let mut cases = refusals();
+    cases.push((
+        "wrong direction",
+        Some(token("lobby", &["device"], 60)),
+        403,
+    ));
+    for (case, token, expected) in cases {
+        let (status, problem) = send(
+            &s.gw,
+            "POST",
+            "/messages/subscribe",
+            token.as_deref(),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, expected, "{case}: {problem}");
+    }
+    let reader = token("lobby", &["reader"], 60);
+    let (status, created) = send(
+        &s.gw,
+        "POST",
+        "/messages/subscribe",
+        Some(&reader),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["owner"], "lobby");
+    let id = created["id"].as_str().expect("id");
+
+    // Another reader neither sees nor removes it; an admin does both.
+    let stranger = token("kitchen", &["reader"], 60);
+    let path = format!("/messages/subscribe/{id}");
+    let (status, _) = send(&s.gw, "DELETE", &path, Some(&stranger), None).await;
+    assert_eq!(status, 404);
+    let (_, listed) = send(
+        &s.gw,
+        "GET",
+        "/messages/subscriptions",
+        Some(&stranger),
+        None,
+    )
+    .await;
+    assert_eq!(listed["subscriptions"], json!([]));
+    let (_, listed) = send(
+        &s.gw,
+        "GET",
+        "/messages/subscriptions",
+        Some(&s.admin),
+        None,
+    )
+    .await;
+    assert_eq!(listed["subscriptions"].as_array().map(Vec::len), Some(1));
+    let (status, _) = send(&s.gw, "DELETE", &path, Some(&s.admin), None).await;
+    assert_eq!(status, 204);
+    s.gw.stop().await;
+    receiver.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_management_api_needs_the_admin_role_and_keys_are_shown_once() {
+    let s = setup().await;
+    let reader = token("lobby", &["reader"], 60);
+    let body = json!({"name": "Other", "asyncapi_content": CHAT});
+    let (status, _) = send(
+        &s.gw,
+        "POST",
+        "/asyncapis/register",
+        Some(&reader),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = send(&s.gw, "POST", "/asyncapis/register", None, Some(&body)).await;
+    assert_eq!(status, 401);
+    let (status, _) = send(&s.gw, "GET", "/channels", Some(&reader), None).await;
+    assert_eq!(status, 200, "reading needs only a principal");
+    let (status, health) = send(&s.gw, "GET", "/health", None, None).await;
+    assert_eq!(status, 200, "{health}");
+
+    // An admin issues a key over the API; it works at once, is listed
+    // without its secret, and stops working when revoked.
+    let new_key = json!({"name": "lobby", "roles": ["device"]});
+    let (status, issued) = send(&s.gw, "POST", "/auth/keys", Some(&s.admin), Some(&new_key)).await;
+    assert_eq!(status, 201, "{issued}");
+    let key = issued["key"].as_str().expect("key").to_owned();
+    let (status, _) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&key),
+        Some(&publish_body(&s.channel, "lobby")),
+    )
+    .await;
+    assert_eq!(status, 200, "a device key publishes to its own room");
+    let (status, _) = send(&s.gw, "POST", "/auth/keys", Some(&key), Some(&new_key)).await;
+    assert_eq!(status, 403, "only admins issue keys");
+    let (_, listed) = send(&s.gw, "GET", "/auth/keys", Some(&s.admin), None).await;
+    let secret = key.rsplit('_').next().expect("secret");
+    let admin_secret = s.admin.rsplit('_').next().expect("secret");
+    assert!(!listed.to_string().contains(secret) && !listed.to_string().contains(admin_secret));
+    assert!(!listed.to_string().contains(SECRET));
+    let path = format!("/auth/keys/{}", issued["id"].as_str().expect("id"));
+    let (status, _) = send(&s.gw, "DELETE", &path, Some(&s.admin), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = send(
+        &s.gw,
+        "POST",
+        "/messages/publish",
+        Some(&key),
+        Some(&publish_body(&s.channel, "lobby")),
+    )
+    .await;
+    assert_eq!(status, 401, "a revoked key no longer authenticates");
+    s.gw.stop().await;
+}
