@@ -134,6 +134,13 @@ pub struct GetView;
 #[rtype(result = "()")]
 pub struct Resume;
 
+/// Answers once the subscription is in place at the broker (or has failed,
+/// or is paused), so that a creator told "created" misses nothing
+/// published afterwards.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AwaitSubscribed;
+
 /// Ends the subscription; its messages are no longer taken.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -176,6 +183,10 @@ pub struct WebhookSession {
     last_error: Option<String>,
     last_delivered_at: Option<DateTime<Utc>>,
     stopping: bool,
+    /// Whether the latest subscribe has been answered.
+    settled: bool,
+    /// Who waits for it.
+    waiting: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl WebhookSession {
@@ -202,6 +213,8 @@ impl WebhookSession {
             last_error: None,
             last_delivered_at: None,
             stopping: false,
+            settled: false,
+            waiting: Vec::new(),
         }
         .start()
     }
@@ -221,8 +234,13 @@ impl WebhookSession {
             resume,
         );
         self.subscribed = true;
+        self.settled = false;
         let request = self.parts.connection.send(subscribe);
         ctx.spawn(request.into_actor(self).map(|result, act, _ctx| {
+            act.settled = true;
+            for waiter in act.waiting.drain(..) {
+                let _ = waiter.send(());
+            }
             let error = match result {
                 Ok(Ok(())) => return,
                 Ok(Err(error)) => error.to_string(),
@@ -572,6 +590,21 @@ impl Handler<Resume> for WebhookSession {
         self.parts.row.paused_reason = None;
         self.subscribe(ctx);
         self.pump(ctx);
+    }
+}
+
+impl Handler<AwaitSubscribed> for WebhookSession {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: AwaitSubscribed, _ctx: &mut Self::Context) -> Self::Result {
+        if self.settled || !self.subscribed {
+            return Box::pin(std::future::ready(()));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

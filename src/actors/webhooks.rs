@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use sea_orm::DatabaseConnection;
 
 use super::webhook_session::{
-    GetView, Resume, SessionEnded, Stop, WebhookParts, WebhookSession, WebhookView,
+    AwaitSubscribed, GetView, Resume, SessionEnded, Stop, WebhookParts, WebhookSession, WebhookView,
 };
 use super::CallLog;
 use crate::catalog::SharedCatalog;
@@ -142,7 +142,12 @@ impl Handler<StartWebhook> for Webhooks {
     fn handle(&mut self, msg: StartWebhook, ctx: &mut Self::Context) -> Self::Result {
         let fallback = WebhookView::stored(&msg.row, "active");
         let session = self.launch(msg.row, msg.target, ctx);
-        Box::pin(async move { session.send(GetView).await.unwrap_or(fallback) })
+        Box::pin(async move {
+            // Failing to answer means the session has stopped; the view
+            // then says what is stored.
+            let _ = session.send(AwaitSubscribed).await;
+            session.send(GetView).await.unwrap_or(fallback)
+        })
     }
 }
 
