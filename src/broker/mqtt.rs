@@ -24,10 +24,12 @@ pub struct MqttOptions {
     pub server_uri: String,
     /// How long one connection attempt may take.
     pub connect_timeout: Duration,
+    /// User name and password from the URL, percent-decoded.
+    pub credentials: Option<(String, String)>,
 }
 
 impl MqttOptions {
-    /// Reads an `mqtt://host[:port]` URL.
+    /// Reads an `mqtt://[user:password@]host[:port]` URL.
     pub fn from_url(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid MQTT URL `{url}`: {e}")))?;
@@ -42,9 +44,19 @@ impl MqttOptions {
             .host_str()
             .ok_or_else(|| BrokerError::Unsupported(format!("MQTT URL `{url}` has no host")))?;
         let port = parsed.port().unwrap_or(DEFAULT_PORT);
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (!parsed.username().is_empty()).then(|| {
+            let password = parsed.password().map(decode).unwrap_or_default();
+            (decode(parsed.username()), password)
+        });
         Ok(Self {
             server_uri: format!("tcp://{host}:{port}"),
             connect_timeout,
+            credentials,
         })
     }
 }
@@ -95,16 +107,27 @@ impl MqttAdapter {
 impl ProtocolAdapter for MqttAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
         self.install_callbacks(events_tx);
-        let options = paho::ConnectOptionsBuilder::new_v3()
-            .keep_alive_interval(KEEP_ALIVE)
-            .clean_session(true)
-            .connect_timeout(self.options.connect_timeout)
-            .finalize();
+        let options = {
+            let mut builder = paho::ConnectOptionsBuilder::new_v3();
+            builder
+                .keep_alive_interval(KEEP_ALIVE)
+                .clean_session(true)
+                .connect_timeout(self.options.connect_timeout);
+            if let Some((user, password)) = &self.options.credentials {
+                builder.user_name(user.as_str()).password(password.as_str());
+            }
+            builder.finalize()
+        };
+        let server = &self.options.server_uri;
         self.client.connect(options).await.map(|_| ()).map_err(|e| {
-            BrokerError::Unavailable(format!(
-                "cannot connect to {}: {e}",
-                self.options.server_uri
-            ))
+            // paho shows a refusal's return code only as "(0)".
+            let reason = match e {
+                paho::Error::ConnectReturn(code) => {
+                    format!("the broker refused the connection: {code}")
+                }
+                other => other.to_string(),
+            };
+            BrokerError::Unavailable(format!("cannot connect to {server}: {reason}"))
         })
     }
 
