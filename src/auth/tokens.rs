@@ -163,4 +163,57 @@ mod tests {
             Err(AuthError::Unauthenticated(_))
         ));
     }
+
+    /// An RSA key pair made by `openssl`: the private key in PEM, and the
+    /// public key's file.
+    fn rsa_pair(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf) {
+        let private = dir.join("private.pem");
+        let public = dir.join("public.pem");
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("openssl")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl runs");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let private_path = private.to_str().expect("path");
+        let public_path = public.to_str().expect("path");
+        run(&["genrsa", "-out", private_path, "2048"]);
+        run(&["rsa", "-in", private_path, "-pubout", "-out", public_path]);
+        (std::fs::read(&private).expect("private key"), public)
+    }
+
+    #[test]
+    fn rs256_tokens_verify_against_the_configured_public_key() {
+        let dir = tempfile::tempdir().expect("folder");
+        let (private, public) = rsa_pair(dir.path());
+        let settings = JwtConfig {
+            rs256_public_key_file: Some(public),
+            issuer: Some("https://issuer.test".into()),
+            ..Default::default()
+        };
+        let verifier = TokenVerifier::new(&settings).expect("settings");
+        let key = EncodingKey::from_rsa_pem(&private).expect("private key");
+        let exp = chrono::Utc::now().timestamp() + 60;
+        let sign =
+            |claims: Value| encode(&Header::new(Algorithm::RS256), &claims, &key).expect("token");
+        let claims = json!({"sub": "svc", "iss": "https://issuer.test", "exp": exp, "roles": "reader writer"});
+        let principal = verifier.verify(&sign(claims)).expect("valid");
+        assert_eq!(principal.roles, ["reader", "writer"]);
+        let foreign = sign(json!({"sub": "svc", "iss": "https://other.test", "exp": exp}));
+        let refused = |token: &str| match verifier.verify(token) {
+            Err(AuthError::Unauthenticated(reason)) => reason,
+            other => panic!("refused expected, got {other:?}"),
+        };
+        assert!(refused(&foreign).contains("issuer"));
+        // An HS256 token is refused when no HS256 secret is configured.
+        let hs = token(json!({"sub": "svc", "exp": exp}), "secret");
+        assert!(refused(&hs).contains("not accepted"));
+        let missing = JwtConfig {
+            rs256_public_key_file: Some(dir.path().join("missing.pem")),
+            ..Default::default()
+        };
+        assert!(TokenVerifier::new(&missing).is_err());
+    }
 }
