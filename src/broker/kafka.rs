@@ -203,8 +203,9 @@ pub struct KafkaAdapter {
     bootstrap: String,
     timeout: Duration,
     producer: Mutex<Option<FutureProducer<Watch>>>,
-    /// Topics known to exist, so that a publish asks to create one only once.
-    known_topics: Mutex<std::collections::HashSet<String>>,
+    /// Topics known to exist, so that a publish asks to create one only
+    /// once, with how many partitions each has at least.
+    known_topics: Mutex<HashMap<String, i32>>,
     admin: Mutex<Option<Arc<AdminClient<DefaultClientContext>>>>,
     subscriptions: Mutex<HashMap<TopicFilter, Subscription>>,
     events_tx: Mutex<Option<EventsTx>>,
@@ -277,6 +278,10 @@ impl KafkaAdapter {
             .set("enable.auto.commit", group.is_some().to_string())
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000")
+            // Offsets are always assigned explicitly; one found out of
+            // range (a broker may answer so for an empty partition) is
+            // read from the earliest message kept, so nothing is skipped.
+            .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))
     }
@@ -298,15 +303,17 @@ impl KafkaAdapter {
         }
     }
 
-    /// Creates `topic` with `partitions` unless it exists.
-    async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), BrokerError> {
-        if self
+    /// Creates `topic` with `partitions` unless it exists; answers how
+    /// many partitions it has at least.
+    async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<i32, BrokerError> {
+        let known = self
             .known_topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(topic)
-        {
-            return Ok(());
+            .get(topic)
+            .copied();
+        if let Some(known) = known {
+            return Ok(known);
         }
         let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let admin =
@@ -317,9 +324,12 @@ impl KafkaAdapter {
             .create_topics([&new_topic], &options)
             .await
             .map_err(|e| BrokerError::Unavailable(format!("Kafka topic creation failed: {e}")))?;
+        let mut at_least = partitions;
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                // Made by someone else, with as many partitions as they chose.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => at_least = 1,
                 Err((name, code)) => {
                     return Err(BrokerError::Refused(format!(
                         "cannot create Kafka topic `{name}`: {code}"
@@ -330,8 +340,8 @@ impl KafkaAdapter {
         self.known_topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned());
-        Ok(())
+            .insert(topic.to_owned(), at_least);
+        Ok(at_least)
     }
 
     /// A consumer reading every partition of `topic` from its current end,
@@ -339,12 +349,13 @@ impl KafkaAdapter {
     async fn concrete_consumer(
         &self,
         topic: String,
+        partitions: i32,
         group: Option<&str>,
     ) -> Result<StreamConsumer, BrokerError> {
         let consumer = self.consumer(group)?;
         let (timeout, committed) = (self.timeout, group.is_some());
         tokio::task::spawn_blocking(move || {
-            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+            let metadata = complete_metadata(&consumer, &topic, partitions, timeout)?;
             let mut assignment = TopicPartitionList::new();
             for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
                 let (_, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
@@ -423,6 +434,30 @@ fn matching_partitions(
         known.insert(name.to_owned());
     }
     Ok(list)
+}
+
+/// The metadata of `topic` once it lists `partitions` partitions at least:
+/// a topic just created may list fewer for a moment, and a partition left
+/// out would never be read.
+fn complete_metadata(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata, rdkafka::error::KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let listed = metadata
+            .topics()
+            .iter()
+            .map(|t| t.partitions().len())
+            .sum::<usize>();
+        if listed >= partitions.max(1) as usize || std::time::Instant::now() >= deadline {
+            return Ok(metadata);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `list` with each partition's offset replaced by the group's committed
@@ -625,9 +660,12 @@ impl ProtocolAdapter for KafkaAdapter {
             }
             (Some(_), _) | (None, false) => {
                 let topic = bound.clone().unwrap_or_else(|| topic_name(filter.as_str()));
-                self.ensure_topic(&topic, binding_partitions(binding))
+                let partitions = self
+                    .ensure_topic(&topic, binding_partitions(binding))
                     .await?;
-                let consumer = self.concrete_consumer(topic, group.as_deref()).await?;
+                let consumer = self
+                    .concrete_consumer(topic, partitions, group.as_deref())
+                    .await?;
                 (Arc::new(consumer), None)
             }
         };
