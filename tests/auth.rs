@@ -443,3 +443,81 @@ async fn the_management_api_needs_the_admin_role_and_keys_are_shown_once() {
     assert_eq!(status, 401, "a revoked key no longer authenticates");
     s.gw.stop().await;
 }
+
+/// Registration reports the security schemes of each server, whether the
+/// gateway holds credentials for them, and who in the document uses each.
+#[actix_rt::test]
+async fn security_schemes_are_reported_at_registration() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let streetlights =
+        fixture("asyncapi/examples/v2/spec-2.4.0/streetlights-operation-security.yml");
+    let shown = gw
+        .register("streetlights-security", &streetlights, None)
+        .await;
+    let server = |name: &str| {
+        shown["brokers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["server_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("server {name} in {shown}"))
+    };
+    assert_eq!(
+        server("test")["security"],
+        json!([{"scheme": "saslScram", "type": "scramSha256", "credentials": "missing"}])
+    );
+    assert_eq!(
+        server("test_oauth")["security"],
+        json!([{"scheme": "streetlights_auth", "type": "oauth2", "credentials": "not supported"}])
+    );
+    let with_user = gw
+        .register(
+            "streetlights-user",
+            &streetlights,
+            Some("kafka://svc:pw@127.0.0.1:9"),
+        )
+        .await;
+    let test = with_user["brokers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["server_name"] == "test");
+    assert_eq!(
+        test.map(|b| b["security"][0]["credentials"].clone()),
+        Some(json!("url"))
+    );
+    assert!(
+        !with_user.to_string().contains(":pw@"),
+        "the password is not shown"
+    );
+
+    let schemes = |doc: &Value| {
+        doc["security_schemes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let used = schemes(&shown);
+    let scram = used
+        .iter()
+        .find(|s| s["name"] == "saslScram")
+        .expect("saslScram listed");
+    assert_eq!(scram["used_by"], json!(["server test"]));
+
+    let v26 = fixture("asyncapi/examples/v2/spec-2.6.0/operation-security.yml");
+    let v26 = gw.register("operation-security-2.6", &v26, None).await;
+    let petstore = schemes(&v26);
+    assert_eq!(petstore[0]["name"], "petstore_auth");
+    assert_eq!(petstore[0]["type"], "oauth2");
+    let users = petstore[0]["used_by"].to_string();
+    assert!(users.contains("AUTHORIZATION_REVOCATION"), "{users}");
+
+    let v30 = fixture("asyncapi/examples/v3/spec-3.0.0/operation-security-asyncapi.yml");
+    let v30 = gw.register("operation-security-3.0", &v30, None).await;
+    let petstore = schemes(&v30);
+    assert_eq!(petstore[0]["name"], "petstore_auth");
+    assert_eq!(petstore[0]["used_by"], json!(["operation sendAuthRevoke"]));
+    gw.stop().await;
+}
