@@ -1,5 +1,6 @@
 //! The daemon as users run it: `stepflow-gateway serve`, stopped with
-//! Ctrl-C (SIGINT), flushes its call log and exits cleanly.
+//! Ctrl-C (SIGINT), flushes its call log and exits cleanly; with auth off
+//! (the default) it warns so once at start.
 
 mod common;
 
@@ -33,7 +34,8 @@ async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
         .expect("gateway binary starts");
     let stdout = child.stdout.take().expect("stdout piped");
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
+        let mut auth_warnings = 0;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
@@ -41,7 +43,12 @@ async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
             if let Some(addr) = event["fields"]["local_addr"].as_str() {
                 let _ = addr_tx.send(addr.to_owned());
             }
+            let message = event["fields"]["message"].as_str().unwrap_or_default();
+            if event["level"] == "WARN" && message.starts_with("authentication is off") {
+                auth_warnings += 1;
+            }
         }
+        auth_warnings
     });
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
@@ -84,6 +91,11 @@ async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
         .expect("join")
         .expect("wait");
     assert!(status.success(), "gateway exited with {status}");
+    let auth_warnings = reader.join().expect("log reader");
+    assert_eq!(
+        auth_warnings, 1,
+        "with auth off the gateway says so once, at start"
+    );
 
     let conn = db.connect().await;
     let row = entity::message_call_logs::Entity::find_by_id(call_log_id)
