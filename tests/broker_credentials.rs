@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -28,19 +28,11 @@ fn mosquitto_with_password(port: u16) -> Child {
         .status()
         .expect("mosquitto_passwd runs");
     assert!(made.success());
-    let conf = dir.join("mosquitto.conf");
-    let text = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+    let settings = format!(
+        "allow_anonymous false\npassword_file {}\n",
         passwords.display()
     );
-    std::fs::write(&conf, text).expect("config");
-    Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto")
+    mosquitto_with(port, &settings)
 }
 
 fn url(port: u16, password: &str) -> String {

@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::auth::Caller;
 use super::problem::ApiError;
-use super::subscription::Target;
+use super::subscription::{query_parameters, Target};
 use super::AppState;
 use crate::actors::sse_session::SseSessionParts;
 use crate::actors::SseSession;
@@ -24,11 +24,8 @@ pub async fn subscribe(
     channel_id: web::Path<String>,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fixed = query.into_inner();
-    fixed.remove("access_token");
-    let catalog = state.catalog.load();
-    let target = Target::resolve(&catalog, channel_id.into_inner(), &fixed)?;
-    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
+    let fixed = query_parameters(query.into_inner());
+    let target = Target::for_subscriber(&state, &caller.0, channel_id.into_inner(), &fixed)?;
     let resume_after = req
         .headers()
         .get("last-event-id")

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::Addr;
 
 use super::problem::ApiError;
+use super::AppState;
 use crate::actors::BrokerConnection;
 use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::broker::{Separators, TopicFilter};
@@ -66,6 +67,20 @@ impl Target {
 }
 
 impl Target {
+    /// The target of a subscription `principal` asks for, once the channel
+    /// and parameter values check out and the access rules allow it.
+    pub fn for_subscriber(
+        state: &AppState,
+        principal: &Principal,
+        channel_id: String,
+        fixed: &BTreeMap<String, String>,
+    ) -> Result<Self, ApiError> {
+        let catalog = state.catalog.load();
+        let target = Self::resolve(&catalog, channel_id, fixed)?;
+        target.authorize(&catalog, &state.auth, principal, fixed)?;
+        Ok(target)
+    }
+
     /// Refuses a principal that may not subscribe to the channel with these
     /// parameter values (absent ones mean every value).
     pub fn authorize(
@@ -92,6 +107,13 @@ impl Target {
         };
         Ok(auth.authorize(principal, &request)?)
     }
+}
+
+/// The channel parameter values of a WebSocket or SSE query: every query
+/// parameter but `access_token`, which carries a credential.
+pub fn query_parameters(mut query: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    query.remove("access_token");
+    query
 }
 
 /// Every fixed value names a parameter of the channel and matches its

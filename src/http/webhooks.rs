@@ -59,9 +59,7 @@ pub async fn create(
     // Checked once before the URL is resolved, for a quick answer, and
     // again under the registry's guard, so that the document cannot be
     // deleted between the check and the insert.
-    let catalog = state.catalog.load();
-    let target = Target::resolve(&catalog, request.channel_id.clone(), &fixed)?;
-    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
+    Target::for_subscriber(&state, &caller.0, request.channel_id.clone(), &fixed)?;
     let allow_private = state.config.webhooks.allow_private_targets;
     let url = check_callback_url(&request.callback_url, allow_private)
         .await

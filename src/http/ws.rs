@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::Caller;
 use super::problem::ApiError;
-use super::subscription::Target;
+use super::subscription::{query_parameters, Target};
 use super::AppState;
 use crate::actors::ws_session::WsSessionParts;
 use crate::actors::WsSession;
@@ -21,11 +21,8 @@ pub async fn subscribe(
     channel_id: web::Path<String>,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fixed = query.into_inner();
-    fixed.remove("access_token");
-    let catalog = state.catalog.load();
-    let target = Target::resolve(&catalog, channel_id.into_inner(), &fixed)?;
-    target.authorize(&catalog, &state.auth, &caller.0, &fixed)?;
+    let fixed = query_parameters(query.into_inner());
+    let target = Target::for_subscriber(&state, &caller.0, channel_id.into_inner(), &fixed)?;
 
     let (mut response, session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;

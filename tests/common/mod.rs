@@ -807,12 +807,14 @@ pub fn rabbitmq(port: u16) -> Child {
 }
 
 pub fn mosquitto(port: u16) -> Child {
+    mosquitto_with(port, "allow_anonymous true\n")
+}
+
+/// Mosquitto on `port` with `settings` added to its listener's config.
+pub fn mosquitto_with(port: u16, settings: &str) -> Child {
     let conf = std::env::temp_dir().join(format!("stepflow-mosquitto-{port}.conf"));
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .expect("config written");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{settings}"))
+        .expect("config written");
     Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
