@@ -15,6 +15,9 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # The RS256 token test makes its RSA key pair with openssl.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# MQTT TLS (paho) and Kafka SASL/SSL (librdkafka) link OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

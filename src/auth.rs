@@ -106,7 +106,7 @@ pub enum AuthSetupError {
     #[error("auth setting `{setting}`: {reason}")]
     Setting {
         /// The config key.
-        setting: &'static str,
+        setting: String,
         /// What is wrong.
         reason: String,
     },
@@ -115,6 +115,12 @@ pub enum AuthSetupError {
 impl Auth {
     /// The settings of `config`, checked.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthSetupError> {
+        for (index, rule) in config.rules.iter().enumerate() {
+            acl::check(rule).map_err(|e| AuthSetupError::Setting {
+                setting: format!("auth.rules[{index}]{}", e.pointer.replace('/', ".")),
+                reason: e.message,
+            })?;
+        }
         Ok(Self {
             enabled: config.enabled,
             tokens: tokens::TokenVerifier::new(&config.jwt)?,
@@ -125,6 +131,11 @@ impl Auth {
     /// Whether clients must authenticate.
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The access rules, of the config and of the admin API.
+    pub fn rules(&self) -> &acl::Rules {
+        &self.rules
     }
 
     /// The verifier of bearer tokens.

@@ -15,6 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::actors::connection::BrokerSpec;
+
 pub use address::{redact_url, AddressTemplate, Separators, TopicFilter};
 
 /// A message on its way to a broker.
@@ -181,38 +183,37 @@ pub struct AdapterContext {
     pub tls: Arc<rustls::ClientConfig>,
 }
 
-/// Builds the adapter for `protocol` at `url`; `name` identifies the
-/// connection to brokers that show client names (AMQP).
+/// Builds the adapter of `spec`; `name` identifies the connection to
+/// brokers that show client names (AMQP).
 pub fn adapter_for(
-    protocol: &str,
-    url: &str,
+    spec: &BrokerSpec,
     name: &str,
     context: &AdapterContext,
 ) -> Result<Arc<dyn ProtocolAdapter>, BrokerError> {
-    match protocol {
+    let credentials = spec.credentials.clone().map_err(BrokerError::Unsupported)?;
+    let url = spec.url.as_str();
+    let timeout = context.connect_timeout;
+    match spec.protocol.as_str() {
         "memory" => Ok(Arc::new(memory::MemoryAdapter::new(context.memory.clone()))),
-        "mqtt" => Ok(Arc::new(mqtt::MqttAdapter::new(
-            url,
-            context.connect_timeout,
-        )?)),
-        "nats" => Ok(Arc::new(nats::NatsAdapter::new(
-            url,
-            context.connect_timeout,
-        )?)),
+        "mqtt" => Ok(Arc::new(mqtt::MqttAdapter::new(url, credentials, timeout)?)),
+        "nats" => Ok(Arc::new(nats::NatsAdapter::new(url, credentials, timeout)?)),
         "amqp" => Ok(Arc::new(amqp::AmqpAdapter::new(
             url,
             name,
-            context.connect_timeout,
+            credentials,
+            timeout,
         )?)),
         "ws" | "wss" => Ok(Arc::new(websocket::WebSocketAdapter::new(
             url,
             context.tls.clone(),
-            context.connect_timeout,
+            credentials,
+            timeout,
         )?)),
         "kafka" => Ok(Arc::new(kafka::KafkaAdapter::new(
             url,
             context.kafka_group_id.clone(),
-            context.connect_timeout,
+            credentials,
+            timeout,
         )?)),
         other => Err(BrokerError::Unsupported(format!(
             "protocol `{other}` is not supported"

@@ -3,9 +3,10 @@
 //! Loading only parses; nothing here opens files other than the config itself,
 //! connects or binds.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Prefix of environment variables that override config keys, with `__`
 /// between path segments: `STEPFLOW__SERVER__BIND=127.0.0.1:9000`.
@@ -203,6 +204,102 @@ pub struct BrokersConfig {
     /// A PEM file of CA certificates trusted for TLS broker connections
     /// besides the public roots.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Credentials presented to the brokers of matching servers; the first
+    /// entry that matches a server is used.
+    pub credentials: Vec<BrokerCredentials>,
+}
+
+/// Credentials for the brokers of some servers: those of one document, one
+/// server name, or the servers whose `security` names one scheme, or any
+/// combination. Secrets are given as they are or as the name of an
+/// environment variable that holds them.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerCredentials {
+    /// The document whose servers it serves; any when absent.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// The server name; any when absent.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// A security scheme, by its name under `components.securitySchemes`,
+    /// that the server must require; any when absent.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// User name (MQTT, AMQP, NATS, Kafka SASL).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, as it is.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// SASL mechanism: `plain`, `scram-sha-256` or `scram-sha-512` for
+    /// Kafka; `plain`, `amqplain` or `external` for AMQP.
+    #[serde(default)]
+    pub mechanism: Option<SaslMechanism>,
+    /// Connect over TLS even without certificate files.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the broker's certificate.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Bearer token (WebSocket brokers; NATS token), as it is.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Environment variable holding the bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// API key (WebSocket brokers), as it is.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Header that carries the API key; by default the one the scheme
+    /// names, else `X-API-Key`.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
+        f.debug_struct("BrokerCredentials")
+            .field("document", &self.document)
+            .field("server", &self.server)
+            .field("scheme", &self.scheme)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("mechanism", &self.mechanism)
+            .field("tls", &self.tls)
+            .field("token", &hidden(&self.token))
+            .field("api_key", &hidden(&self.api_key))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A SASL mechanism for broker logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    /// User name and password in the clear (over TLS, one hopes).
+    Plain,
+    /// RabbitMQ's AMQP-table form of PLAIN.
+    Amqplain,
+    /// The TLS client certificate identifies the client.
+    External,
+    /// SCRAM with SHA-256.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
 }
 
 impl Default for BrokersConfig {
@@ -214,6 +311,7 @@ impl Default for BrokersConfig {
             replay_messages: 1_024,
             kafka_group_id: None,
             tls_ca_file: None,
+            credentials: Vec::new(),
         }
     }
 }
@@ -320,6 +418,9 @@ pub struct JwtConfig {
     pub hs256_secret: Option<String>,
     /// PEM file of the RSA public key of RS256 tokens.
     pub rs256_public_key_file: Option<std::path::PathBuf>,
+    /// JWKS file (`{"keys": [...]}`) of public keys, picked by a token's
+    /// `kid`.
+    pub jwks_file: Option<std::path::PathBuf>,
     /// The `aud` tokens must carry, when set.
     pub audience: Option<String>,
     /// The `iss` tokens must carry, when set.
@@ -335,6 +436,7 @@ impl Default for JwtConfig {
         Self {
             hs256_secret: None,
             rs256_public_key_file: None,
+            jwks_file: None,
             audience: None,
             issuer: None,
             roles_claim: "roles".into(),
@@ -344,31 +446,31 @@ impl Default for JwtConfig {
 }
 
 /// One access rule: who, which channels, which actions.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
     /// The principal it applies to (an API key's name or a token's `sub`);
     /// any when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// The role it applies to; any when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// The name of the document whose channels it covers; any when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<String>,
     /// The channel address, placeholders included, it covers; any when
     /// absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     /// Parameters that must have these values.
-    #[serde(default)]
-    pub parameters: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
     /// Parameters that must equal these claims of the principal's token.
-    #[serde(default)]
-    pub bind: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bind: BTreeMap<String, String>,
     /// The message names it covers; all when empty.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
     /// `publish`, `subscribe` or both.
     pub actions: Vec<crate::auth::Action>,

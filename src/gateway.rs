@@ -90,6 +90,7 @@ impl Gateway {
             catalog.clone(),
             supervisor.clone(),
             &config.asyncapi,
+            config.brokers.credentials.clone(),
         ));
         let restored = registry.restore().await?;
         load_documents(&registry, &config).await?;
@@ -105,6 +106,8 @@ impl Gateway {
         let _ = webhooks.send(RestoreWebhooks(stored_webhooks)).await;
 
         let auth = Arc::new(Auth::new(&config.auth)?);
+        let stored_rules = store::acl_rules::all(&db).await.map_err(StoreError::from)?;
+        auth.rules().set_stored(stored_rules);
         if !auth.enabled() {
             tracing::warn!("authentication is off: every client may publish, subscribe and manage; set auth.enabled to require credentials");
         }

@@ -111,6 +111,14 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(
                 resource("/auth/keys/{id}", "DELETE").route(web::delete().to(auth::delete_key)),
             )
+            .service(
+                resource("/auth/rules", "GET, POST")
+                    .route(web::get().to(auth::list_rules))
+                    .route(web::post().to(auth::create_rule)),
+            )
+            .service(
+                resource("/auth/rules/{id}", "DELETE").route(web::delete().to(auth::delete_rule)),
+            )
             .service(resource("/health", "GET").route(web::get().to(health::health)))
             .default_service(web::to(problem::not_found));
     }

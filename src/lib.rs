@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod broker;
 pub mod catalog;
 pub mod config;
+pub mod credentials;
 pub mod gateway;
 pub mod http;
 pub mod ids;

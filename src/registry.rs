@@ -21,7 +21,8 @@ use crate::actors::BrokerSupervisor;
 use crate::asyncapi::sources::{FileMap, Folder, Remote, SourceLoader};
 use crate::asyncapi::{self, Diagnostic, Document, LoadError, LoadOptions, SourceFormat};
 use crate::catalog::{ChannelEntry, DocumentEntry, SharedCatalog};
-use crate::config::{AsyncApiConfig, DocumentFile};
+use crate::config::{AsyncApiConfig, BrokerCredentials, DocumentFile};
+use crate::credentials;
 use crate::ids::{BrokerId, ChannelId, DocumentId};
 use crate::store::documents::{self, DocumentRows, Registered};
 
@@ -93,6 +94,8 @@ pub struct Registry {
     supervisor: Addr<BrokerSupervisor>,
     /// Fetches `http(s)://` references, when the config allows it.
     remote: Option<Arc<Remote>>,
+    /// Credentials for brokers, matched to each document's servers.
+    credentials: Vec<BrokerCredentials>,
     /// Serialises changes so that two registrations cannot race on a name
     /// or lose each other's catalog update.
     changes: Mutex<()>,
@@ -105,6 +108,7 @@ impl Registry {
         catalog: SharedCatalog,
         supervisor: Addr<BrokerSupervisor>,
         refs: &AsyncApiConfig,
+        credentials: Vec<BrokerCredentials>,
     ) -> Self {
         let remote = refs.allow_remote_refs.then(|| {
             let timeout = std::time::Duration::from_millis(refs.remote_timeout_ms);
@@ -115,6 +119,7 @@ impl Registry {
             catalog,
             supervisor,
             remote,
+            credentials,
             changes: Mutex::new(()),
         }
     }
@@ -245,6 +250,12 @@ impl Registry {
                 id: BrokerId::from(b.id.clone()),
                 protocol: b.protocol.clone(),
                 url: b.url.clone(),
+                credentials: credentials::for_server(
+                    &self.credentials,
+                    &rows.document.name,
+                    &b.server_name,
+                    &rows.document.spec,
+                ),
             })
             .collect();
         let connections = self

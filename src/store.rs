@@ -1,6 +1,7 @@
 //! Storage: the database connection, its migrations, and the queries over
 //! the sea-orm entities.
 
+pub mod acl_rules;
 pub mod api_keys;
 pub mod call_logs;
 pub mod documents;

@@ -160,6 +160,10 @@ async fn send(
     )
 }
 
+async fn status_of(gw: &TestGateway, method: &str, path: &str, token: &str, body: &Value) -> u16 {
+    send(gw, method, path, Some(token), Some(body)).await.0
+}
+
 fn publish_body(channel: &str, room: &str) -> Value {
     json!({"channel_id": channel, "message_data": {"n": 1}, "parameters": {"roomId": room}})
 }
@@ -442,6 +446,83 @@ async fn the_management_api_needs_the_admin_role_and_keys_are_shown_once() {
     .await;
     assert_eq!(status, 401, "a revoked key no longer authenticates");
     s.gw.stop().await;
+}
+
+/// Rules added through the admin API grant at once, outlast a restart,
+/// and stop granting when removed; a rule that could never match is
+/// refused with a pointer to what is wrong.
+#[actix_rt::test]
+async fn access_rules_are_managed_through_the_api_and_kept() {
+    let s = setup().await;
+    let writer = token("svc", &["writer"], 600);
+    let body = publish_body(&s.channel, "kitchen");
+    assert_eq!(
+        status_of(&s.gw, "POST", "/messages/publish", &writer, &body).await,
+        403,
+        "no rule grants writers anything yet"
+    );
+
+    let rule = json!({"role": "writer", "channel": "rooms/{roomId}", "parameters": {"roomId": "kitchen"}, "actions": ["publish"]});
+    let (status, _) = send(&s.gw, "POST", "/auth/rules", Some(&writer), Some(&rule)).await;
+    assert_eq!(status, 403, "only admins add rules");
+    let (status, created) = send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&rule)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["created_by"], "root");
+    assert_eq!(
+        status_of(&s.gw, "POST", "/messages/publish", &writer, &body).await,
+        200,
+        "the new rule grants at once"
+    );
+
+    let (_, listed) = send(&s.gw, "GET", "/auth/rules", Some(&s.admin), None).await;
+    let sources: Vec<&str> = listed["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["source"].as_str())
+        .collect();
+    assert_eq!(sources, ["config", "config", "api"]);
+    assert_eq!(listed["rules"][2]["rule"], rule);
+
+    // A rule that binds a parameter its channel lacks is refused.
+    let dead = json!({"role": "writer", "channel": "rooms/{roomId}", "bind": {"room": "sub"}, "actions": ["publish"]});
+    let (status, problem) = send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&dead)).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["pointer"], "/bind/room", "{problem}");
+    let no_action = json!({"role": "writer", "actions": []});
+    let (status, problem) = send(
+        &s.gw,
+        "POST",
+        "/auth/rules",
+        Some(&s.admin),
+        Some(&no_action),
+    )
+    .await;
+    let pointer = problem["errors"][0]["pointer"].as_str();
+    assert_eq!((status, pointer), (422, Some("/actions")), "{problem}");
+    let unknown = json!({"role": "writer", "action": ["publish"]});
+    let (status, _) = send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&unknown)).await;
+    assert_eq!(status, 400, "unknown fields are refused");
+
+    // The rule is in the database: a restarted gateway still grants.
+    s.gw.stop().await;
+    let gw = TestGateway::start(auth_config(&s._db)).await;
+    assert_eq!(
+        status_of(&gw, "POST", "/messages/publish", &writer, &body).await,
+        200,
+        "the rule outlasts a restart"
+    );
+    let path = format!("/auth/rules/{}", created["id"].as_str().expect("id"));
+    let (status, _) = send(&gw, "DELETE", &path, Some(&s.admin), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        status_of(&gw, "POST", "/messages/publish", &writer, &body).await,
+        403,
+        "a removed rule stops granting at once"
+    );
+    let (status, problem) = send(&gw, "DELETE", &path, Some(&s.admin), None).await;
+    assert_eq!(status, 404, "{problem}");
+    gw.stop().await;
 }
 
 /// Registration reports the security schemes of each server, whether the

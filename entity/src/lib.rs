@@ -2,6 +2,7 @@
 //!
 //! Ids are UUID strings, times are UTC, JSON columns hold JSON values.
 
+pub mod acl_rules;
 pub mod api_keys;
 pub mod asyncapi_documents;
 pub mod asyncapi_templates;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261203_000001_core;
 mod m20261203_000002_webhooks;
 mod m20261203_000003_auth;
+mod m20261203_000004_acl_rules;
 
 /// The gateway's migrations, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_core::Migration),
             Box::new(m20261203_000002_webhooks::Migration),
             Box::new(m20261203_000003_auth::Migration),
+            Box::new(m20261203_000004_acl_rules::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ use crate::broker::{
     ProtocolAdapter, SubscribeOptions, TopicFilter,
 };
 use crate::config::BrokersConfig;
+use crate::credentials::Credentials;
 use crate::ids::BrokerId;
 
 /// Runs an adapter call so that a panic inside a broker's client library
@@ -57,6 +58,9 @@ pub struct BrokerSpec {
     pub protocol: String,
     /// The URL to connect to.
     pub url: String,
+    /// What the connection presents to the broker, from
+    /// `brokers.credentials`; an error when they cannot be read.
+    pub credentials: Result<Option<Credentials>, String>,
 }
 
 /// Where a connection is in its life.
@@ -203,7 +207,7 @@ impl BrokerConnection {
     /// A connection to `spec`; it connects once started.
     pub fn new(spec: BrokerSpec, settings: BrokersConfig, context: &AdapterContext) -> Self {
         let name = format!("stepflow-gateway broker {}", spec.id);
-        let adapter = adapter_for(&spec.protocol, &spec.url, &name, context);
+        let adapter = adapter_for(&spec, &name, context);
         Self {
             spec,
             settings,

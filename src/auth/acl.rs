@@ -1,11 +1,17 @@
 //! Access rules: each grants a principal or a role one or both actions on
 //! the channels it names, optionally only for some messages and only with
 //! some parameter values, literal or taken from a token claim. Nothing is
-//! allowed that no rule grants.
+//! allowed that no rule grants. Rules come from the config and from the
+//! admin API.
 
 use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::{Action, Principal};
+use crate::broker::address::AddressTemplate;
 use crate::config::AclRule;
 
 /// One request to check.
@@ -25,19 +31,111 @@ pub struct AccessRequest<'a> {
     pub messages: &'a [&'a str],
 }
 
-/// The rules of the config.
-pub struct Rules(Vec<AclRule>);
+/// A rule added through the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRule {
+    /// Its id, by which it is removed.
+    pub id: String,
+    /// The rule.
+    #[serde(flatten)]
+    pub rule: AclRule,
+    /// The principal that added it.
+    pub created_by: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A rule that could never grant anything as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// Where in the rule, as a JSON pointer.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The rules of the config, fixed at start, and those of the admin API,
+/// which change while the gateway runs.
+#[derive(Default)]
+pub struct Rules {
+    configured: Vec<AclRule>,
+    stored: RwLock<Vec<StoredRule>>,
+}
 
 impl Rules {
-    /// The rules, in the order given.
+    /// The rules of the config, in the order given.
     pub fn new(rules: &[AclRule]) -> Self {
-        Self(rules.to_vec())
+        Self {
+            configured: rules.to_vec(),
+            stored: RwLock::default(),
+        }
     }
 
     /// Whether some rule grants the request.
     pub fn allow(&self, principal: &Principal, request: &AccessRequest<'_>) -> bool {
-        self.0.iter().any(|rule| grants(rule, principal, request))
+        let granted = |rule: &AclRule| grants(rule, principal, request);
+        self.configured.iter().any(granted) || self.stored().iter().any(|s| granted(&s.rule))
     }
+
+    /// The rules of the config.
+    pub fn configured(&self) -> &[AclRule] {
+        &self.configured
+    }
+
+    /// The rules of the admin API, oldest first.
+    pub fn stored(&self) -> std::sync::RwLockReadGuard<'_, Vec<StoredRule>> {
+        // A writer cannot panic while holding the lock: it only pushes or
+        // retains.
+        self.stored.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the admin API's rules (at start, from the database).
+    pub fn set_stored(&self, rules: Vec<StoredRule>) {
+        *self.stored.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    /// Adds one rule of the admin API.
+    pub fn add_stored(&self, rule: StoredRule) {
+        self.stored
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rule);
+    }
+
+    /// Removes one rule of the admin API.
+    pub fn remove_stored(&self, id: &str) {
+        self.stored
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|rule| rule.id != id);
+    }
+}
+
+/// Refuses a rule that grants no action, or that fixes or binds a
+/// parameter its channel does not have.
+pub fn check(rule: &AclRule) -> Result<(), RuleError> {
+    let error = |pointer: String, message: String| Err(RuleError { pointer, message });
+    if rule.actions.is_empty() {
+        return error(
+            "/actions".into(),
+            "`actions` must name `publish`, `subscribe` or both".into(),
+        );
+    }
+    let Some(channel) = &rule.channel else {
+        return Ok(());
+    };
+    let template = AddressTemplate::parse(channel);
+    let names: Vec<&str> = template.parameter_names().collect();
+    let fixed = rule.parameters.keys().map(|name| ("parameters", name));
+    let bound = rule.bind.keys().map(|name| ("bind", name));
+    for (field, name) in fixed.chain(bound) {
+        if !names.contains(&name.as_str()) {
+            let pointer = format!("/{field}/{}", name.replace('~', "~0").replace('/', "~1"));
+            let message = format!("channel `{channel}` has no parameter `{name}`");
+            return error(pointer, message);
+        }
+    }
+    Ok(())
 }
 
 fn grants(rule: &AclRule, principal: &Principal, request: &AccessRequest<'_>) -> bool {

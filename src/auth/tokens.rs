@@ -1,9 +1,13 @@
 //! JWT bearer tokens: HS256 with a configured secret, RS256 with a
-//! configured public key; `exp` and `nbf` checked, `aud` and `iss` when the
-//! config names them.
+//! configured public key, and any asymmetric algorithm with a key of a JWKS
+//! file, chosen by the token's `kid`; `exp` and `nbf` checked, `aud` and
+//! `iss` when the config names them.
+
+use std::path::Path;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use super::{AuthError, AuthSetupError, Principal};
@@ -13,7 +17,15 @@ use crate::config::JwtConfig;
 pub struct TokenVerifier {
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
+    jwks: Vec<SetKey>,
     settings: JwtConfig,
+}
+
+/// One key of the JWKS file.
+struct SetKey {
+    kid: Option<String>,
+    alg: Option<KeyAlgorithm>,
+    key: DecodingKey,
 }
 
 impl TokenVerifier {
@@ -26,25 +38,49 @@ impl TokenVerifier {
             .map(|secret| DecodingKey::from_secret(secret.as_bytes()));
         let rs256 = match &settings.rs256_public_key_file {
             None => None,
-            Some(path) => {
-                let setting = "auth.jwt.rs256_public_key_file";
-                let failed = |reason: String| AuthSetupError::Setting { setting, reason };
-                let pem = std::fs::read(path)
-                    .map_err(|e| failed(format!("cannot read `{}`: {e}", path.display())))?;
-                let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
-                    failed(format!(
-                        "`{}` is not an RSA public key: {e}",
-                        path.display()
-                    ))
-                })?;
-                Some(key)
-            }
+            Some(path) => Some(rsa_key(path)?),
+        };
+        let jwks = match &settings.jwks_file {
+            None => Vec::new(),
+            Some(path) => key_set(path)?,
         };
         Ok(Self {
             hs256,
             rs256,
+            jwks,
             settings: settings.clone(),
         })
+    }
+
+    /// The key that verifies a token with `header`: the key set's key of
+    /// its `kid`, else the configured key of its algorithm, else the key
+    /// set's only key.
+    fn key(&self, header: &Header) -> Result<&DecodingKey, String> {
+        let alg = header.alg;
+        let matches = |key: &SetKey| {
+            key.alg
+                .is_none_or(|a| format!("{a:?}") == format!("{alg:?}"))
+        };
+        if let (Some(kid), false) = (&header.kid, self.jwks.is_empty()) {
+            let key = self.jwks.iter().find(|k| k.kid.as_deref() == Some(kid));
+            return match key {
+                Some(key) if matches(key) => Ok(&key.key),
+                Some(_) => Err(format!("key `{kid}` is not for {alg:?}")),
+                None => Err(format!("no key `{kid}` in the key set")),
+            };
+        }
+        let configured = match alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        };
+        let only = match self.jwks.as_slice() {
+            [key] if matches(key) && alg != Algorithm::HS256 => Some(&key.key),
+            _ => None,
+        };
+        configured
+            .or(only)
+            .ok_or_else(|| format!("{alg:?} tokens are not accepted"))
     }
 
     /// The principal a token names, once its signature and times hold.
@@ -52,13 +88,7 @@ impl TokenVerifier {
         let invalid =
             |reason: &str| AuthError::Unauthenticated(format!("invalid bearer token: {reason}"));
         let header = decode_header(token).map_err(|_| invalid("it is not a JWT"))?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            Algorithm::RS256 => self.rs256.as_ref(),
-            _ => None,
-        };
-        let key =
-            key.ok_or_else(|| invalid(&format!("{:?} tokens are not accepted", header.alg)))?;
+        let key = self.key(&header).map_err(|reason| invalid(&reason))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.settings.leeway_secs;
         validation.validate_nbf = true;
@@ -96,6 +126,54 @@ impl TokenVerifier {
             expires_at,
         })
     }
+}
+
+/// The RSA public key of a PEM file.
+fn rsa_key(path: &Path) -> Result<DecodingKey, AuthSetupError> {
+    let failed = |reason: String| AuthSetupError::Setting {
+        setting: "auth.jwt.rs256_public_key_file".into(),
+        reason,
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| failed(format!("cannot read `{}`: {e}", path.display())))?;
+    DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+        failed(format!(
+            "`{}` is not an RSA public key: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The public keys of a JWKS file; symmetric keys are refused, since a
+/// key set is meant to be public.
+fn key_set(path: &Path) -> Result<Vec<SetKey>, AuthSetupError> {
+    let failed = |reason: String| AuthSetupError::Setting {
+        setting: "auth.jwt.jwks_file".into(),
+        reason,
+    };
+    let text = std::fs::read(path)
+        .map_err(|e| failed(format!("cannot read `{}`: {e}", path.display())))?;
+    let set: JwkSet = serde_json::from_slice(&text)
+        .map_err(|e| failed(format!("`{}` is not a JWK set: {e}", path.display())))?;
+    set.keys
+        .iter()
+        .enumerate()
+        .map(|(index, jwk)| {
+            let at = || format!("`{}` key {index}", path.display());
+            if matches!(
+                jwk.algorithm,
+                jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
+            ) {
+                return Err(failed(format!("{} is a symmetric key", at())));
+            }
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| failed(format!("{}: {e}", at())))?;
+            Ok(SetKey {
+                kid: jwk.common.key_id.clone(),
+                alg: jwk.common.key_algorithm,
+                key,
+            })
+        })
+        .collect()
 }
 
 /// Roles from a claim: an array of strings, or one space-separated string.
@@ -215,5 +293,62 @@ mod tests {
             ..Default::default()
         };
         assert!(TokenVerifier::new(&missing).is_err());
+    }
+
+    /// A JWK set holding the RSA public key of `public` under `kid`.
+    fn jwks_of(public: &std::path::Path, kid: &str) -> String {
+        use base64::Engine as _;
+        let output = std::process::Command::new("openssl")
+            .args(["rsa", "-pubin", "-noout", "-modulus", "-in"])
+            .arg(public)
+            .output()
+            .expect("openssl runs");
+        let text = String::from_utf8(output.stdout).expect("text");
+        let modulus = hex::decode(text.trim().trim_start_matches("Modulus=")).expect("hex");
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(modulus);
+        json!({"keys": [{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"}]})
+            .to_string()
+    }
+
+    #[test]
+    fn jwks_keys_are_chosen_by_kid() {
+        let dir = tempfile::tempdir().expect("folder");
+        let (private, public) = rsa_pair(dir.path());
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, jwks_of(&public, "k1")).expect("write");
+        let settings = JwtConfig {
+            jwks_file: Some(jwks.clone()),
+            ..Default::default()
+        };
+        let verifier = TokenVerifier::new(&settings).expect("settings");
+        let key = EncodingKey::from_rsa_pem(&private).expect("private key");
+        let claims = json!({"sub": "svc", "exp": chrono::Utc::now().timestamp() + 60});
+        let sign = |kid: Option<&str>| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = kid.map(str::to_owned);
+            encode(&header, &claims, &key).expect("token")
+        };
+        assert_eq!(verifier.verify(&sign(Some("k1"))).expect("k1").name, "svc");
+        // Without a kid, the set's only key is used.
+        assert_eq!(verifier.verify(&sign(None)).expect("only key").name, "svc");
+        match verifier.verify(&sign(Some("k2"))) {
+            Err(AuthError::Unauthenticated(reason)) => assert!(reason.contains("no key `k2`")),
+            other => panic!("refused expected, got {other:?}"),
+        }
+        let elsewhere = tempfile::tempdir().expect("folder");
+        let (other_private, _) = rsa_pair(elsewhere.path());
+        let forged = encode(
+            &Header {
+                kid: Some("k1".into()),
+                ..Header::new(Algorithm::RS256)
+            },
+            &claims,
+            &EncodingKey::from_rsa_pem(&other_private).expect("key"),
+        )
+        .expect("token");
+        assert!(verifier.verify(&forged).is_err());
+        std::fs::write(&jwks, r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).expect("write");
+        let refused = TokenVerifier::new(&settings).err().expect("refused");
+        assert!(refused.to_string().contains("jwks_file"));
     }
 }

@@ -24,8 +24,9 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, DefaultConnectionBuilder};
 use tokio::task::JoinHandle;
 
 use super::address::{dotted, undotted};
@@ -33,6 +34,8 @@ use super::{
     AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
     TopicFilter,
 };
+use crate::config::SaslMechanism;
+use crate::credentials::{Credentials, TlsFiles};
 
 /// The exchange addresses are published to and bound on when the channel's
 /// `amqp` binding names none.
@@ -271,9 +274,84 @@ struct Consumer {
     task: JoinHandle<()>,
 }
 
+/// The URL lapin connects to: the configured user and password replace
+/// the URL's, a configured mechanism goes in `auth_mechanism`, and TLS
+/// turns `amqp` into `amqps`.
+fn connection_url(
+    url: &str,
+    credentials: Credentials,
+) -> Result<(String, Option<TlsFiles>), BrokerError> {
+    let invalid = |reason: String| BrokerError::Unsupported(format!("AMQP URL: {reason}"));
+    let mut parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let tls = match (parsed.scheme(), credentials.tls) {
+        ("amqp", None) => None,
+        ("amqp" | "amqps", Some(files)) => Some(files),
+        ("amqps", None) => Some(TlsFiles::default()),
+        (other, _) => {
+            let message = format!("scheme `{other}` is not supported; use amqp:// or amqps://");
+            return Err(invalid(message));
+        }
+    };
+    let unusable = |_| invalid("it cannot carry a user name".into());
+    if tls.is_some() {
+        parsed.set_scheme("amqps").map_err(unusable)?;
+    }
+    if let Some(user) = &credentials.username {
+        parsed.set_username(user).map_err(unusable)?;
+        let password = credentials.password.as_deref();
+        parsed.set_password(password).map_err(unusable)?;
+    }
+    if let Some(mechanism) = credentials.mechanism {
+        let name = match mechanism {
+            SaslMechanism::Plain => "plain",
+            SaslMechanism::Amqplain => "amqplain",
+            SaslMechanism::External => "external",
+            other => return Err(invalid(format!("AMQP has no {other:?} login"))),
+        };
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| k != "auth_mechanism")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("auth_mechanism", name);
+    }
+    Ok((parsed.to_string(), tls))
+}
+
+/// lapin's TLS settings: the CA file's certificates, and the client
+/// certificate and key that EXTERNAL logins present.
+fn tls_config(tls: Option<&TlsFiles>) -> std::io::Result<OwnedTLSConfig> {
+    let Some(tls) = tls else {
+        return Ok(OwnedTLSConfig::default());
+    };
+    let cert_chain = tls
+        .ca_file
+        .as_ref()
+        .map(std::fs::read_to_string)
+        .transpose()?;
+    let identity = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: std::fs::read(cert)?,
+            key: std::fs::read(key)?,
+        }),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
+}
+
 /// One AMQP connection.
 pub struct AmqpAdapter {
+    /// The URL with the configured user, password, mechanism and TLS.
     url: String,
+    /// CA and client certificate files of an `amqps` connection.
+    tls: Option<TlsFiles>,
     /// The connection's name, as RabbitMQ's tools show it.
     name: String,
     connect_timeout: Duration,
@@ -285,19 +363,19 @@ pub struct AmqpAdapter {
 }
 
 impl AmqpAdapter {
-    /// A client for an `amqp://` URL, not yet connected, whose connection
-    /// is named `name`.
-    pub fn new(url: &str, name: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| BrokerError::Unsupported(format!("invalid AMQP URL `{url}`: {e}")))?;
-        if parsed.scheme() != "amqp" {
-            return Err(BrokerError::Unsupported(format!(
-                "AMQP scheme `{}` is not supported; use amqp://",
-                parsed.scheme()
-            )));
-        }
+    /// A client for an `amqp://` or `amqps://` URL, not yet connected,
+    /// whose connection is named `name`; configured credentials win over
+    /// the URL's.
+    pub fn new(
+        url: &str,
+        name: &str,
+        credentials: Option<Credentials>,
+        connect_timeout: Duration,
+    ) -> Result<Self, BrokerError> {
+        let (url, tls) = connection_url(url, credentials.unwrap_or_default())?;
         Ok(Self {
-            url: url.to_owned(),
+            url,
+            tls,
             name: name.to_owned(),
             connect_timeout,
             live: Mutex::new(None),
@@ -324,7 +402,12 @@ impl AmqpAdapter {
     async fn open(&self) -> Result<Live, lapin::Error> {
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        let connection = Connection::connect(&self.url, properties).await?;
+        let connection = DefaultConnectionBuilder::new()?
+            .with_uri_str(self.url.clone())
+            .with_properties(properties)
+            .with_tls_config(tls_config(self.tls.as_ref()).map_err(lapin::Error::from)?)
+            .connect()
+            .await?;
         let publish = connection.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())

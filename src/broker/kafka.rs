@@ -32,6 +32,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
+use crate::config::SaslMechanism;
+use crate::credentials::Credentials;
+
 use super::{
     AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
     TopicFilter,
@@ -198,9 +201,53 @@ impl rdkafka::producer::ProducerContext for Watch {
     fn delivery(&self, _report: &rdkafka::message::DeliveryResult<'_>, _opaque: ()) {}
 }
 
+/// librdkafka's `security.protocol`, SASL and SSL settings for the
+/// configured credentials: SASL when a user name is given (PLAIN unless a
+/// SCRAM mechanism is named), SSL when TLS is.
+fn security_settings(credentials: Credentials) -> Result<Vec<(&'static str, String)>, BrokerError> {
+    let mut settings = Vec::new();
+    let sasl = credentials.username.is_some();
+    let protocol = match (sasl, credentials.tls.is_some()) {
+        (false, false) => return Ok(settings),
+        (true, false) => "SASL_PLAINTEXT",
+        (false, true) => "SSL",
+        (true, true) => "SASL_SSL",
+    };
+    settings.push(("security.protocol", protocol.to_owned()));
+    if let Some(user) = credentials.username {
+        let mechanism = match credentials.mechanism {
+            None | Some(SaslMechanism::Plain) => "PLAIN",
+            Some(SaslMechanism::ScramSha256) => "SCRAM-SHA-256",
+            Some(SaslMechanism::ScramSha512) => "SCRAM-SHA-512",
+            Some(other) => {
+                let message = format!("Kafka has no {other:?} login; use plain or scram-sha-*");
+                return Err(BrokerError::Unsupported(message));
+            }
+        };
+        settings.push(("sasl.mechanism", mechanism.to_owned()));
+        settings.push(("sasl.username", user));
+        settings.push(("sasl.password", credentials.password.unwrap_or_default()));
+    }
+    let files = credentials.tls.unwrap_or_default();
+    let path = |file: &std::path::Path| file.display().to_string();
+    let named = [
+        ("ssl.ca.location", files.ca_file),
+        ("ssl.certificate.location", files.cert_file),
+        ("ssl.key.location", files.key_file),
+    ];
+    for (key, file) in named {
+        if let Some(file) = file {
+            settings.push((key, path(&file)));
+        }
+    }
+    Ok(settings)
+}
+
 /// One Kafka cluster.
 pub struct KafkaAdapter {
     bootstrap: String,
+    /// librdkafka settings of the configured login and TLS.
+    security: Vec<(&'static str, String)>,
     timeout: Duration,
     producer: Mutex<Option<FutureProducer<Watch>>>,
     /// Topics known to exist, so that a publish asks to create one only
@@ -219,6 +266,7 @@ impl KafkaAdapter {
     pub fn new(
         url: &str,
         group_id: Option<String>,
+        credentials: Option<Credentials>,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
@@ -235,6 +283,7 @@ impl KafkaAdapter {
         let bootstrap = format!("{host}:{}", parsed.port().unwrap_or(9092));
         Ok(Self {
             bootstrap,
+            security: security_settings(credentials.unwrap_or_default())?,
             timeout,
             producer: Mutex::new(None),
             known_topics: Mutex::new(Default::default()),
@@ -254,6 +303,9 @@ impl KafkaAdapter {
                 "socket.timeout.ms",
                 self.timeout.as_millis().max(1_000).to_string(),
             );
+        for (key, value) in &self.security {
+            config.set(*key, value);
+        }
         config
     }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paho_mqtt as paho;
 
+use crate::credentials::{Credentials, TlsFiles};
+
 use super::{
     AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
     TopicFilter,
@@ -13,6 +15,8 @@ use super::{
 
 /// Default port of a plain MQTT listener.
 const DEFAULT_PORT: u16 = 1883;
+/// Default port of a TLS MQTT listener.
+const TLS_PORT: u16 = 8883;
 /// Keep-alive interval; a dead broker is noticed within about one and a
 /// half of these.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -24,41 +28,84 @@ pub struct MqttOptions {
     pub server_uri: String,
     /// How long one connection attempt may take.
     pub connect_timeout: Duration,
-    /// User name and password from the URL, percent-decoded.
+    /// User name and password: from the config, else from the URL,
+    /// percent-decoded.
     pub credentials: Option<(String, String)>,
+    /// CA and client certificate files, when the connection uses TLS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl MqttOptions {
-    /// Reads an `mqtt://[user:password@]host[:port]` URL.
-    pub fn from_url(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+    /// Reads an `mqtt://[user:password@]host[:port]` (or `mqtts://`) URL
+    /// and the configured credentials, which win over the URL's.
+    pub fn from_url(
+        url: &str,
+        configured: Option<Credentials>,
+        connect_timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid MQTT URL `{url}`: {e}")))?;
-        match parsed.scheme() {
-            "mqtt" | "tcp" => {}
+        let secure_scheme = match parsed.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
             other => {
-                let message = format!("MQTT scheme `{other}` is not supported; use mqtt://");
+                let message =
+                    format!("MQTT scheme `{other}` is not supported; use mqtt:// or mqtts://");
                 return Err(BrokerError::Unsupported(message));
             }
-        }
+        };
         let host = parsed
             .host_str()
             .ok_or_else(|| BrokerError::Unsupported(format!("MQTT URL `{url}` has no host")))?;
-        let port = parsed.port().unwrap_or(DEFAULT_PORT);
+        let configured = configured.unwrap_or_default();
+        let tls = match (configured.tls, secure_scheme) {
+            (Some(files), _) => Some(files),
+            (None, true) => Some(TlsFiles::default()),
+            (None, false) => None,
+        };
+        let default_port = if tls.is_some() {
+            TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let port = parsed.port().unwrap_or(default_port);
         let decode = |text: &str| {
             percent_encoding::percent_decode_str(text)
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        let credentials = (!parsed.username().is_empty()).then(|| {
+        let from_url = (!parsed.username().is_empty()).then(|| {
             let password = parsed.password().map(decode).unwrap_or_default();
             (decode(parsed.username()), password)
         });
+        let from_config = configured
+            .username
+            .map(|user| (user, configured.password.unwrap_or_default()));
+        let transport = if tls.is_some() { "ssl" } else { "tcp" };
         Ok(Self {
-            server_uri: format!("tcp://{host}:{port}"),
+            server_uri: format!("{transport}://{host}:{port}"),
             connect_timeout,
-            credentials,
+            credentials: from_config.or(from_url),
+            tls,
         })
     }
+}
+
+/// paho's TLS options: the CA file replaces the system's roots when given,
+/// and the client certificate and key identify the gateway.
+fn ssl_options(tls: &TlsFiles) -> Result<paho::SslOptions, BrokerError> {
+    let mut builder = paho::SslOptionsBuilder::new();
+    let failed = |e: paho::Error| BrokerError::Unsupported(format!("MQTT TLS settings: {e}"));
+    if let Some(ca) = &tls.ca_file {
+        builder.trust_store(ca).map_err(failed)?;
+    }
+    if let Some(cert) = &tls.cert_file {
+        builder.key_store(cert).map_err(failed)?;
+    }
+    if let Some(key) = &tls.key_file {
+        builder.private_key(key).map_err(failed)?;
+    }
+    Ok(builder.finalize())
 }
 
 /// One MQTT connection.
@@ -69,8 +116,12 @@ pub struct MqttAdapter {
 
 impl MqttAdapter {
     /// A client for `url`, not yet connected.
-    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
-        let options = MqttOptions::from_url(url, connect_timeout)?;
+    pub fn new(
+        url: &str,
+        credentials: Option<Credentials>,
+        connect_timeout: Duration,
+    ) -> Result<Self, BrokerError> {
+        let options = MqttOptions::from_url(url, credentials, connect_timeout)?;
         let client_id = format!("stepflow-{}", uuid::Uuid::new_v4().simple());
         let client = paho::CreateOptionsBuilder::new()
             .server_uri(&options.server_uri)
@@ -115,6 +166,9 @@ impl ProtocolAdapter for MqttAdapter {
                 .connect_timeout(self.options.connect_timeout);
             if let Some((user, password)) = &self.options.credentials {
                 builder.user_name(user.as_str()).password(password.as_str());
+            }
+            if let Some(tls) = &self.options.tls {
+                builder.ssl_options(ssl_options(tls)?);
             }
             builder.finalize()
         };

@@ -16,10 +16,12 @@ use super::{
     AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
     TopicFilter,
 };
+use crate::credentials::Credentials;
 
 /// One NATS connection.
 pub struct NatsAdapter {
     url: String,
+    credentials: Option<Credentials>,
     connect_timeout: Duration,
     client: Mutex<Option<async_nats::Client>>,
     /// One task per subscription, forwarding its messages; dropping the
@@ -30,7 +32,11 @@ pub struct NatsAdapter {
 
 impl NatsAdapter {
     /// A client for a `nats://host:port` URL, not yet connected.
-    pub fn new(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+    pub fn new(
+        url: &str,
+        credentials: Option<Credentials>,
+        connect_timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| BrokerError::Unsupported(format!("invalid NATS URL `{url}`: {e}")))?;
         if parsed.scheme() != "nats" {
@@ -41,11 +47,36 @@ impl NatsAdapter {
         }
         Ok(Self {
             url: url.to_owned(),
+            credentials,
             connect_timeout,
             client: Mutex::new(None),
             subscriptions: Mutex::new(HashMap::new()),
             events_tx: Mutex::new(None),
         })
+    }
+
+    /// Options with the configured credentials: user and password, or a
+    /// token, and TLS with the given CA and client certificate.
+    fn options(&self) -> async_nats::ConnectOptions {
+        let mut options = async_nats::ConnectOptions::new();
+        let Some(credentials) = &self.credentials else {
+            return options;
+        };
+        if let (Some(user), Some(password)) = (&credentials.username, &credentials.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        } else if let Some(token) = &credentials.token {
+            options = options.token(token.clone());
+        }
+        if let Some(tls) = &credentials.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca_file {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        options
     }
 
     fn client(&self) -> Result<async_nats::Client, BrokerError> {
@@ -76,7 +107,8 @@ impl ProtocolAdapter for NatsAdapter {
         self.drop_subscriptions();
         self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
         let lost_tx = events_tx.clone();
-        let client = async_nats::ConnectOptions::new()
+        let client = self
+            .options()
             .connection_timeout(self.connect_timeout)
             .max_reconnects(Some(0))
             .event_callback(move |event| {

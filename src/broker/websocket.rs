@@ -18,8 +18,12 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::credentials::Credentials;
 
 use super::{
     AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
@@ -40,6 +44,8 @@ pub struct WebSocketAdapter {
     connect_timeout: Duration,
     /// Client settings for `wss`.
     tls: Arc<rustls::ClientConfig>,
+    /// Headers of every handshake: the configured bearer token or API key.
+    headers: Vec<(HeaderName, HeaderValue)>,
     /// Open sockets by address; a subscribed address is also read.
     sockets: Mutex<HashMap<String, Socket>>,
     subscribed: Mutex<std::collections::HashSet<String>>,
@@ -52,6 +58,7 @@ impl WebSocketAdapter {
     pub fn new(
         url: &str,
         tls: Arc<rustls::ClientConfig>,
+        credentials: Option<Credentials>,
         connect_timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let base = url::Url::parse(url)
@@ -65,6 +72,7 @@ impl WebSocketAdapter {
         Ok(Self {
             base,
             tls,
+            headers: handshake_headers(credentials.unwrap_or_default())?,
             connect_timeout,
             sockets: Mutex::new(HashMap::new()),
             subscribed: Mutex::new(Default::default()),
@@ -100,14 +108,15 @@ impl WebSocketAdapter {
             return Ok(socket.writer.clone());
         }
         let url = self.url_of(address);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| BrokerError::Unsupported(format!("cannot open {url}: {e}")))?;
+        request.headers_mut().extend(self.headers.iter().cloned());
         // Small frames go out at once: Nagle's algorithm is off.
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            url.as_str(),
-            None,
-            true,
-            Some(connector),
-        );
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
         let connected = tokio::time::timeout(self.connect_timeout, connecting).await;
         let (stream, _) = match connected {
             Ok(Ok(done)) => done,
@@ -126,6 +135,34 @@ impl WebSocketAdapter {
         );
         Ok(writer)
     }
+}
+
+/// The handshake headers of the configured credentials: `Authorization:
+/// Bearer` for a token, and the API key in its header.
+fn handshake_headers(
+    credentials: Credentials,
+) -> Result<Vec<(HeaderName, HeaderValue)>, BrokerError> {
+    let invalid = |what: &str| {
+        BrokerError::Unsupported(format!(
+            "the configured {what} cannot be sent in an HTTP header"
+        ))
+    };
+    let mut headers = Vec::new();
+    if let Some(token) = credentials.token {
+        let value =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid("token"))?;
+        headers.push((AUTHORIZATION, value));
+    }
+    if let Some(key) = credentials.api_key {
+        let name = HeaderName::from_bytes(key.header.as_bytes())
+            .map_err(|_| invalid("API key header name"))?;
+        let value = HeaderValue::from_str(&key.value).map_err(|_| invalid("API key"))?;
+        headers.push((name, value));
+    }
+    for (_, value) in &mut headers {
+        value.set_sensitive(true);
+    }
+    Ok(headers)
 }
 
 /// Delivers the server's frames on one address until the socket closes.

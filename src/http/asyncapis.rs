@@ -19,7 +19,11 @@ pub async fn register(
     state.auth.require_admin(&caller.0)?;
     let registered = state.registry.register(body.into_inner()).await?;
     let catalog = state.catalog.load();
-    let mut view = views::registered(&registered.rows, &catalog);
+    let mut view = views::registered(
+        &registered.rows,
+        &catalog,
+        &state.config.brokers.credentials,
+    );
     view["warnings"] = serde_json::to_value(&registered.warnings).unwrap_or_default();
     Ok(HttpResponse::Created().json(view))
 }
@@ -30,7 +34,7 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
     let documents: Vec<_> = catalog
         .documents()
         .into_iter()
-        .map(|d| views::document(d, &catalog))
+        .map(|d| views::document(d, &catalog, &state.config.brokers.credentials))
         .collect();
     HttpResponse::Ok().json(json!({ "documents": documents }))
 }
@@ -46,7 +50,7 @@ pub async fn get(
         what: "document",
         id: id.to_string(),
     })?;
-    let mut view = views::document(entry, &catalog);
+    let mut view = views::document(entry, &catalog, &state.config.brokers.credentials);
     view["spec"] = entry.row.spec.clone();
     Ok(HttpResponse::Ok().json(view))
 }

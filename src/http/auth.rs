@@ -15,7 +15,9 @@ use serde_json::json;
 
 use super::problem::ApiError;
 use super::AppState;
+use crate::auth::acl::{self, StoredRule};
 use crate::auth::{keys, AuthError, Principal};
+use crate::config::AclRule;
 use crate::store;
 
 /// The `Sec-WebSocket-Protocol` entry that carries a token for browsers,
@@ -218,4 +220,76 @@ pub async fn delete_key(
     }
     state.verified_keys.forget(&id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /auth/rules`: the rules of the config, then those of the API.
+pub async fn list_rules(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
+    let rules = state.auth.rules();
+    let configured: Vec<_> = rules
+        .configured()
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| json!({"source": "config", "index": index, "rule": rule}))
+        .collect();
+    let stored: Vec<_> = rules.stored().iter().map(stored_view).collect();
+    let all = [configured, stored].concat();
+    Ok(HttpResponse::Ok().json(json!({ "rules": all })))
+}
+
+/// `POST /auth/rules`: adds a rule, in force at once and kept across
+/// restarts.
+pub async fn create_rule(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<AclRule>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
+    let rule = body.into_inner();
+    acl::check(&rule).map_err(|e| ApiError::InvalidField {
+        pointer: e.pointer,
+        message: e.message,
+    })?;
+    let stored = StoredRule {
+        id: uuid::Uuid::new_v4().to_string(),
+        rule,
+        created_by: caller.0.name,
+        created_at: Utc::now(),
+    };
+    store::acl_rules::insert(&state.db, &stored).await?;
+    let view = stored_view(&stored);
+    state.auth.rules().add_stored(stored);
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `DELETE /auth/rules/{id}`: removes a rule of the API at once; the
+/// config's rules change only with the config.
+pub async fn delete_rule(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
+    let id = id.into_inner();
+    if !store::acl_rules::delete(&state.db, &id).await? {
+        return Err(ApiError::NotFound {
+            what: "access rule",
+            id,
+        });
+    }
+    state.auth.rules().remove_stored(&id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn stored_view(stored: &StoredRule) -> serde_json::Value {
+    json!({
+        "source": "api",
+        "id": stored.id,
+        "rule": stored.rule,
+        "created_by": stored.created_by,
+        "created_at": stored.created_at,
+    })
 }

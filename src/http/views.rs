@@ -1,10 +1,12 @@
 //! The JSON shapes of documents, channels and messages in responses.
 
-use entity::message_brokers;
+use entity::{asyncapi_documents, message_brokers};
 use serde_json::{json, Value};
 
 use crate::broker::redact_url;
 use crate::catalog::{Catalog, ChannelEntry, DocumentEntry};
+use crate::config::BrokerCredentials;
+use crate::credentials;
 use crate::store::documents::DocumentRows;
 
 /// A broker as responses show it.
@@ -18,65 +20,26 @@ pub fn broker(row: &message_brokers::Model) -> Value {
     })
 }
 
-/// Scheme types whose credentials the gateway can send: a user name and
-/// password, taken from the server URL.
-const PASSWORD_SCHEMES: &[&str] = &["userPassword", "plain", "scramSha256", "scramSha512"];
-
 /// A broker with the security its server asks for: each scheme's name and
-/// type, and whether the gateway has credentials for it (`url`: from the
-/// server URL; `missing`; `not supported`: a kind it cannot send yet).
-pub fn broker_with_security(row: &message_brokers::Model, spec: &Value) -> Value {
+/// type, and how the gateway answers it (see [`credentials::coverage`]).
+pub fn broker_with_security(
+    row: &message_brokers::Model,
+    document: &asyncapi_documents::Model,
+    entries: &[BrokerCredentials],
+) -> Value {
     let mut shown = broker(row);
     let has_user = url::Url::parse(&row.url).is_ok_and(|u| !u.username().is_empty());
-    let server = &spec["servers"][row.server_name.as_str()];
-    let security: Vec<Value> = requirements(spec, &server["security"])
-        .into_iter()
-        .map(|(name, scheme)| {
-            let kind = scheme["type"].as_str().unwrap_or_default();
-            let credentials = match (PASSWORD_SCHEMES.contains(&kind), has_user) {
-                (true, true) => "url",
-                (true, false) => "missing",
-                (false, _) => "not supported",
-            };
-            json!({"scheme": name, "type": kind, "credentials": credentials})
+    let requirements = credentials::server_requirements(&document.spec, &row.server_name);
+    let entry = credentials::select(entries, &document.name, &row.server_name, &requirements);
+    let security: Vec<Value> = requirements
+        .iter()
+        .map(|r| {
+            let answered = credentials::coverage(r, entry.map(|(_, e)| e), has_user);
+            json!({"scheme": r.name, "type": r.kind(), "credentials": answered})
         })
         .collect();
     shown["security"] = json!(security);
     shown
-}
-
-/// The schemes a `security` list names: in 2.x `{name: scopes}` objects, in
-/// 3.0 the scheme objects themselves (named by the component they equal, scopes aside).
-fn requirements<'s>(spec: &'s Value, security: &'s Value) -> Vec<(Option<String>, &'s Value)> {
-    let components = &spec["components"]["securitySchemes"];
-    // An operation's requirement may add the `scopes` it needs to the
-    // scheme it names; the rest identifies the component.
-    let without_scopes = |scheme: &Value| {
-        let mut scheme = scheme.clone();
-        if let Some(map) = scheme.as_object_mut() {
-            map.remove("scopes");
-        }
-        scheme
-    };
-    let named = |scheme: &Value| {
-        let all = components.as_object()?;
-        let wanted = without_scopes(scheme);
-        let found = all.iter().find(|(_, v)| without_scopes(v) == wanted);
-        found.map(|(k, _)| k.clone())
-    };
-    let items = security.as_array().map(Vec::as_slice).unwrap_or_default();
-    items
-        .iter()
-        .flat_map(|item| match item.get("type") {
-            Some(_) => vec![(named(item), item)],
-            None => item
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(name, _)| (Some(name.clone()), &components[name.as_str()]))
-                .collect(),
-        })
-        .collect()
 }
 
 /// Every security scheme of a document, with the servers and operations
@@ -84,8 +47,8 @@ fn requirements<'s>(spec: &'s Value, security: &'s Value) -> Vec<(Option<String>
 pub fn security_schemes(spec: &Value) -> Vec<Value> {
     let mut users: Vec<(String, Option<String>)> = Vec::new();
     let mut note = |user: String, security: &Value| {
-        for (name, _) in requirements(spec, security) {
-            users.push((user.clone(), name));
+        for requirement in credentials::requirements(spec, security) {
+            users.push((user.clone(), requirement.name));
         }
     };
     for (name, server) in spec["servers"].as_object().into_iter().flatten() {
@@ -158,7 +121,11 @@ pub fn channel(entry: &ChannelEntry) -> Value {
 }
 
 /// A registered document with its channels and brokers.
-pub fn document(entry: &DocumentEntry, catalog: &Catalog) -> Value {
+pub fn document(
+    entry: &DocumentEntry,
+    catalog: &Catalog,
+    credentials: &[BrokerCredentials],
+) -> Value {
     let row = &entry.row;
     let channels: Vec<Value> = entry
         .channel_ids
@@ -175,16 +142,20 @@ pub fn document(entry: &DocumentEntry, catalog: &Catalog) -> Value {
         "info_version": row.info_version,
         "base_url": row.base_url.as_deref().map(redact_url),
         "created_at": row.created_at,
-        "brokers": entry.brokers.iter().map(|b| broker_with_security(b, &row.spec)).collect::<Vec<_>>(),
+        "brokers": entry.brokers.iter().map(|b| broker_with_security(b, row, credentials)).collect::<Vec<_>>(),
         "security_schemes": security_schemes(&row.spec),
         "channels": channels,
     })
 }
 
 /// A document just registered, from its rows and the new catalog.
-pub fn registered(rows: &DocumentRows, catalog: &Catalog) -> Value {
+pub fn registered(
+    rows: &DocumentRows,
+    catalog: &Catalog,
+    credentials: &[BrokerCredentials],
+) -> Value {
     match catalog.document(&rows.document.id.clone().into()) {
-        Some(entry) => document(entry, catalog),
+        Some(entry) => document(entry, catalog, credentials),
         None => json!({ "id": rows.document.id, "name": rows.document.name }),
     }
 }

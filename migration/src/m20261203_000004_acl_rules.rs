@@ -1,0 +1,40 @@
+//! Access rules added through the admin API, beside those of the config.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// Creates `acl_rules`.
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(AclRules::Table)
+                    .if_not_exists()
+                    .col(string(AclRules::Id).primary_key())
+                    .col(json(AclRules::Rule))
+                    .col(string(AclRules::CreatedBy))
+                    .col(timestamp_with_time_zone(AclRules::CreatedAt))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(AclRules::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum AclRules {
+    Table,
+    Id,
+    Rule,
+    CreatedBy,
+    CreatedAt,
+}
