@@ -46,6 +46,23 @@ impl Principal {
         }
     }
 
+    /// Its roles and claims as a stored webhook subscription keeps them.
+    pub fn to_stored(&self) -> Value {
+        serde_json::json!({"roles": self.roles, "claims": self.claims})
+    }
+
+    /// The principal `name` as [`Principal::to_stored`] kept it; without a
+    /// stored form it has no roles or claims.
+    pub fn from_stored(name: &str, stored: Option<&Value>) -> Self {
+        let stored = stored.cloned().unwrap_or_default();
+        Self {
+            name: name.to_owned(),
+            roles: serde_json::from_value(stored["roles"].clone()).unwrap_or_default(),
+            claims: stored["claims"].as_object().cloned().unwrap_or_default(),
+            expires_at: None,
+        }
+    }
+
     /// Whether it has `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

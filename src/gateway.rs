@@ -94,20 +94,21 @@ impl Gateway {
         ));
         let restored = registry.restore().await?;
         load_documents(&registry, &config).await?;
+        let auth = Arc::new(Auth::new(&config.auth)?);
+        let stored_rules = store::acl_rules::all(&db).await.map_err(StoreError::from)?;
+        auth.rules().set_stored(stored_rules);
         let webhooks = Webhooks::new(
             catalog.clone(),
             config.webhooks.clone(),
             call_log.clone(),
             db.clone(),
+            auth.clone(),
         )
         .start();
         let stored_webhooks = store::webhooks::all(&db).await.map_err(StoreError::from)?;
         // The owner only fails to answer when the system is stopping.
         let _ = webhooks.send(RestoreWebhooks(stored_webhooks)).await;
 
-        let auth = Arc::new(Auth::new(&config.auth)?);
-        let stored_rules = store::acl_rules::all(&db).await.map_err(StoreError::from)?;
-        auth.rules().set_stored(stored_rules);
         if !auth.enabled() {
             tracing::warn!("authentication is off: every client may publish, subscribe and manage; set auth.enabled to require credentials");
         }

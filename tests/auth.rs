@@ -390,6 +390,72 @@ async fn webhook_subscriptions_belong_to_who_may_subscribe() {
     receiver.stop().await;
 }
 
+/// Each webhook delivery is checked against the rules in force: once the
+/// rule that let its owner subscribe is removed, messages are refused and
+/// logged as forbidden instead of delivered.
+#[actix_rt::test]
+async fn webhook_deliveries_stop_when_the_owner_loses_the_right() {
+    let s = setup().await;
+    let receiver = WebhookReceiver::start(Script::ok()).await;
+    let rule = json!({"role": "auditor", "document": "Chat", "actions": ["subscribe"]});
+    let (status, created_rule) =
+        send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&rule)).await;
+    assert_eq!(status, 201, "{created_rule}");
+    let auditor = token("audit", &["auditor"], 60);
+    let body = json!({"channel_id": s.channel, "callback_url": receiver.url, "parameters": {"roomId": "lobby"}});
+    let (status, created) = send(
+        &s.gw,
+        "POST",
+        "/messages/subscribe",
+        Some(&auditor),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let device = token("lobby", &["device"], 60);
+    let publish = |n: i64| json!({"channel_id": s.channel, "message_data": {"n": n}, "parameters": {"roomId": "lobby"}});
+    assert_eq!(
+        status_of(&s.gw, "POST", "/messages/publish", &device, &publish(1)).await,
+        200
+    );
+    let first = eventually(WAIT, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "delivered while the rule stands");
+
+    let path = format!("/auth/rules/{}", created_rule["id"].as_str().expect("id"));
+    let (status, _) = send(&s.gw, "DELETE", &path, Some(&s.admin), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        status_of(&s.gw, "POST", "/messages/publish", &device, &publish(2)).await,
+        200
+    );
+    let refused = eventually(WAIT, || async {
+        let (_, logs) = send(&s.gw, "GET", "/logs/recent", Some(&s.admin), None).await;
+        let logs = logs["logs"].as_array().cloned().unwrap_or_default();
+        logs.into_iter()
+            .find(|l| l["error_kind"] == "forbidden" && l["direction"] != "publish")
+    })
+    .await
+    .expect("the refused delivery is logged");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("audit"),
+        "{refused}"
+    );
+    let delivered: Vec<i64> = receiver
+        .received()
+        .iter()
+        .filter_map(|r| r.json()["payload"]["n"].as_i64())
+        .collect();
+    assert_eq!(delivered, [1], "nothing after the rule went");
+    s.gw.stop().await;
+    receiver.stop().await;
+}
+
 #[actix_rt::test]
 async fn the_management_api_needs_the_admin_role_and_keys_are_shown_once() {
     let s = setup().await;

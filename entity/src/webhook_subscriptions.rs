@@ -32,6 +32,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// The principal that created it, when authentication was on.
     pub owner: Option<String>,
+    /// That principal's roles and claims (`{"roles": [..], "claims": {..}}`),
+    /// against which each delivery is checked.
+    pub owner_principal: Option<Json>,
 }
 
 /// Subscriptions refer to their channel and document by id.

@@ -5,7 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261203_000001_core;
 mod m20261203_000002_webhooks;
 mod m20261203_000003_auth;
-mod m20261203_000004_acl_rules;
+mod m20261203_000004_access;
 
 /// The gateway's migrations, oldest first.
 pub struct Migrator;
@@ -17,7 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_core::Migration),
             Box::new(m20261203_000002_webhooks::Migration),
             Box::new(m20261203_000003_auth::Migration),
-            Box::new(m20261203_000004_acl_rules::Migration),
+            Box::new(m20261203_000004_access::Migration),
         ]
     }
 }

@@ -22,6 +22,7 @@ use super::frames::message_frame;
 use super::subscription::{ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
 use super::{CallLog, CallRecord};
+use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::config::WebhooksConfig;
@@ -42,8 +43,50 @@ pub mod headers {
     pub const ATTEMPT: &str = "stepflow-attempt";
 }
 
+/// What each delivery is checked against: the access rules in force, and
+/// the subscription's owner.
+pub struct Access {
+    /// The gateway's authentication and rules.
+    pub auth: Arc<Auth>,
+    /// The principal that created the subscription; none when
+    /// authentication was off then.
+    pub owner: Option<Principal>,
+    /// The name of the channel's document.
+    pub document: String,
+}
+
+impl Access {
+    /// Whether the owner may still receive `message` with these parameter
+    /// values: rules change while a subscription lives.
+    fn check(
+        &self,
+        channel: &ChannelEntry,
+        message: &str,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if !self.auth.enabled() {
+            return Ok(());
+        }
+        let Some(owner) = &self.owner else {
+            return Err("the subscription was made while authentication was off and has no owner to authorize; create it again".into());
+        };
+        let request = AccessRequest {
+            action: Action::Subscribe,
+            document: &self.document,
+            address: &channel.row.address,
+            parameters,
+            messages: &[message],
+        };
+        self.auth
+            .authorize(owner, &request)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// What a subscription's actor needs to start.
 pub struct WebhookParts {
+    /// Who may receive what.
+    pub access: Access,
     /// The stored subscription.
     pub row: webhook_subscriptions::Model,
     /// Its channel.
@@ -524,6 +567,17 @@ impl Handler<Delivery> for WebhookSession {
         };
         self.last_event_id.clone_from(&delivery.event_id);
         let message = frame["message"].as_str().map(str::to_owned);
+        let parameters: BTreeMap<String, String> =
+            serde_json::from_value(frame["parameters"].clone()).unwrap_or_default();
+        let name = message.as_deref().unwrap_or_default();
+        if let Err(reason) = self
+            .parts
+            .access
+            .check(&self.parts.channel, name, &parameters)
+        {
+            self.record_failure(&delivery, message.as_deref(), "forbidden", reason);
+            return;
+        }
         if self.queue.len() >= self.parts.settings.queue_capacity.max(1) {
             let capacity = self.queue.len();
             let error = format!("the delivery queue is full ({capacity} messages waiting)");

@@ -10,12 +10,15 @@ use futures_util::future::join_all;
 use sea_orm::DatabaseConnection;
 
 use super::webhook_session::{
-    AwaitSubscribed, GetView, Resume, SessionEnded, Stop, WebhookParts, WebhookSession, WebhookView,
+    Access, AwaitSubscribed, GetView, Resume, SessionEnded, Stop, WebhookParts, WebhookSession,
+    WebhookView,
 };
 use super::CallLog;
+use crate::auth::{Auth, Principal};
 use crate::catalog::SharedCatalog;
 use crate::config::WebhooksConfig;
 use crate::http::subscription::Target;
+use crate::ids::DocumentId;
 use crate::webhook::refused_literal;
 
 /// Starts the session of a subscription just stored.
@@ -69,6 +72,8 @@ pub struct Webhooks {
     settings: Arc<WebhooksConfig>,
     call_log: CallLog,
     db: DatabaseConnection,
+    /// Checks each delivery against the rules in force.
+    auth: Arc<Auth>,
     /// Running sessions by subscription id.
     sessions: HashMap<String, Running>,
     /// Stored subscriptions whose channel is not loaded, by id.
@@ -82,9 +87,11 @@ impl Webhooks {
         settings: WebhooksConfig,
         call_log: CallLog,
         db: DatabaseConnection,
+        auth: Arc<Auth>,
     ) -> Self {
         Self {
             catalog,
+            auth,
             settings: Arc::new(settings),
             call_log,
             db,
@@ -99,7 +106,22 @@ impl Webhooks {
         target: Target,
         ctx: &mut Context<Self>,
     ) -> Addr<WebhookSession> {
+        let document_id = DocumentId::from(row.document_id.clone());
+        let document = self
+            .catalog
+            .load()
+            .document(&document_id)
+            .map(|d| d.row.name.clone());
+        let access = Access {
+            auth: self.auth.clone(),
+            owner: row
+                .owner
+                .as_deref()
+                .map(|name| Principal::from_stored(name, row.owner_principal.as_ref())),
+            document: document.unwrap_or_default(),
+        };
         let parts = WebhookParts {
+            access,
             fixed: fixed_parameters(&row),
             channel: target.channel,
             filter: target.filter,

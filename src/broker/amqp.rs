@@ -768,3 +768,32 @@ impl ProtocolAdapter for AmqpAdapter {
         }
     }
 }
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    #[test]
+    fn configured_logins_and_tls_shape_the_connection_url() {
+        let credentials = Credentials {
+            username: Some("svc user".into()),
+            password: Some("p@ss".into()),
+            mechanism: Some(SaslMechanism::Amqplain),
+            tls: Some(TlsFiles::default()),
+            ..Default::default()
+        };
+        let (url, tls) = connection_url(
+            "amqp://guest:guest@127.0.0.1:5671/%2f?heartbeat=10",
+            credentials,
+        )
+        .expect("url");
+        assert_eq!(
+            url,
+            "amqps://svc%20user:p%40ss@127.0.0.1:5671/%2f?heartbeat=10&auth_mechanism=amqplain"
+        );
+        assert!(tls.is_some());
+        let (url, tls) = connection_url("amqp://127.0.0.1", Credentials::default()).expect("url");
+        assert_eq!((url.as_str(), tls), ("amqp://127.0.0.1", None));
+        assert!(connection_url("http://127.0.0.1", Credentials::default()).is_err());
+    }
+}

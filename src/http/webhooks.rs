@@ -83,6 +83,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         owner: state.auth.enabled().then(|| caller.0.name.clone()),
+        owner_principal: state.auth.enabled().then(|| caller.0.to_stored()),
     };
     store::webhooks::insert(&state.db, row.clone()).await?;
     let view = state

@@ -367,6 +367,9 @@ pub struct WsBrokerServer {
     tls: bool,
 }
 
+/// A header, and its value, that a handshake must carry.
+type Required = Option<(String, String)>;
+
 type Tasks = std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 type Peers = std::sync::Arc<
     std::sync::Mutex<
@@ -377,15 +380,28 @@ type Peers = std::sync::Arc<
 /// Serves one WebSocket connection of a [`WsBrokerServer`].
 // The handshake callback's error type is tungstenite's, not ours.
 #[allow(clippy::result_large_err)]
-async fn serve_socket<S>(stream: S, peers: Peers, tasks: Tasks)
+async fn serve_socket<S>(stream: S, peers: Peers, tasks: Tasks, required: Required)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use tokio_tungstenite::tungstenite::handshake::server::ErrorResponse;
     use tokio_tungstenite::tungstenite::Message as Frame;
     let mut path = String::new();
     let callback = |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
                     response| {
         path = request.uri().path().to_owned();
+        if let Some((name, value)) = required.as_ref() {
+            let sent = request
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok());
+            if sent != Some(value.as_str()) {
+                let mut refusal = ErrorResponse::new(Some("credentials required".into()));
+                *refusal.status_mut() =
+                    tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
+                return Err(refusal);
+            }
+        }
         Ok(response)
     };
     let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
@@ -425,17 +441,23 @@ where
 impl WsBrokerServer {
     /// Starts on a free loopback port, or on `port` when given.
     pub async fn start(port: Option<u16>) -> Self {
-        Self::start_with(port, None).await
+        Self::start_with(port, None, None).await
     }
 
     /// Starts a `wss` server with `tls` on a free loopback port.
     pub async fn start_tls(tls: std::sync::Arc<rustls::ServerConfig>) -> Self {
-        Self::start_with(None, Some(tls)).await
+        Self::start_with(None, Some(tls), None).await
+    }
+
+    /// Starts a server that refuses handshakes without `header: value`.
+    pub async fn start_requiring(header: &str, value: &str) -> Self {
+        Self::start_with(None, None, Some((header.into(), value.into()))).await
     }
 
     async fn start_with(
         port: Option<u16>,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        required: Required,
     ) -> Self {
         use std::sync::Arc;
 
@@ -450,15 +472,15 @@ impl WsBrokerServer {
         let accepting = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (peers, inner) = (peers.clone(), registry.clone());
-                let acceptor = acceptor.clone();
+                let (acceptor, required) = (acceptor.clone(), required.clone());
                 let connection = tokio::spawn(async move {
                     match acceptor {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                serve_socket(stream, peers, inner).await;
+                                serve_socket(stream, peers, inner, required).await;
                             }
                         }
-                        None => serve_socket(stream, peers, inner).await,
+                        None => serve_socket(stream, peers, inner, required).await,
                     }
                 });
                 registry.lock().expect("tasks").push(connection);
@@ -874,4 +896,53 @@ pub fn test_tls() -> (String, std::sync::Arc<rustls::ServerConfig>) {
         .with_single_cert(vec![server.der().clone()], key)
         .expect("server TLS settings");
     (ca.pem(), std::sync::Arc::new(config))
+}
+
+/// A private CA, a server certificate for 127.0.0.1 and localhost, and a
+/// client certificate, as PEM files.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Writes the files into `dir`; the client certificate's common name is
+    /// `client`.
+    pub fn write(dir: &std::path::Path, client: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        std::fs::create_dir_all(dir).expect("folder");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "StepFlow test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let sign = |names: Vec<String>, common_name: &str| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(names).expect("params");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let server = sign(vec!["127.0.0.1".into(), "localhost".into()], "127.0.0.1");
+        let client_pair = sign(Vec::new(), client);
+        let put = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("PEM written");
+            path
+        };
+        Self {
+            ca: put("ca.pem", &ca.pem()),
+            server_cert: put("server.pem", &server.0),
+            server_key: put("server.key", &server.1),
+            client_cert: put("client.pem", &client_pair.0),
+            client_key: put("client.key", &client_pair.1),
+        }
+    }
 }

@@ -44,3 +44,45 @@ fn bindings_name_the_topic_its_partitions_and_the_group() {
     assert_eq!(group_of(&open, Some("gw")).as_deref(), Some("gw"));
     assert_eq!(group_of(&SubscribeOptions::default(), None), None);
 }
+
+#[test]
+fn credentials_become_librdkafka_security_settings() {
+    use crate::credentials::TlsFiles;
+    assert!(security_settings(Credentials::default())
+        .expect("none")
+        .is_empty());
+    let scram = Credentials {
+        username: Some("svc".into()),
+        password: Some("pw".into()),
+        mechanism: Some(SaslMechanism::ScramSha512),
+        tls: Some(TlsFiles {
+            ca_file: Some("/etc/ca.pem".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let settings = security_settings(scram).expect("settings");
+    let get = |key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    assert_eq!(get("sasl.username"), Some("svc"));
+    assert_eq!(get("ssl.ca.location"), Some("/etc/ca.pem"));
+    let plain = Credentials {
+        username: Some("svc".into()),
+        ..Default::default()
+    };
+    let settings = security_settings(plain).expect("settings");
+    assert!(settings.contains(&("security.protocol", "SASL_PLAINTEXT".into())));
+    assert!(settings.contains(&("sasl.mechanism", "PLAIN".into())));
+    let amqplain = Credentials {
+        username: Some("svc".into()),
+        mechanism: Some(SaslMechanism::Amqplain),
+        ..Default::default()
+    };
+    assert!(security_settings(amqplain).is_err());
+}

@@ -1,8 +1,11 @@
-//! Access rules added through the admin API, beside those of the config.
+//! Access rules added through the admin API, beside those of the config,
+//! and the roles and claims of each webhook subscription's owner, against
+//! which its deliveries are checked.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// Creates `acl_rules`.
+/// Creates `acl_rules` and adds `owner_principal` to
+/// `webhook_subscriptions`.
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -20,10 +23,26 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(AclRules::CreatedAt))
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Webhooks::Table)
+                    .add_column(json_null(Webhooks::OwnerPrincipal))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Webhooks::Table)
+                    .drop_column(Webhooks::OwnerPrincipal)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_table(Table::drop().table(AclRules::Table).to_owned())
             .await
@@ -37,4 +56,11 @@ enum AclRules {
     Rule,
     CreatedBy,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Webhooks {
+    #[sea_orm(iden = "webhook_subscriptions")]
+    Table,
+    OwnerPrincipal,
 }
