@@ -1,7 +1,8 @@
 //! Broker credentials, from server URLs and from `brokers.credentials`
 //! matched to servers and their security schemes: a private Mosquitto that
 //! requires a password, one that requires a TLS client certificate, a
-//! RabbitMQ user logging in with PLAIN and AMQPLAIN, and WebSocket servers
+//! RabbitMQ user logging in with PLAIN and AMQPLAIN, NATS servers that want
+//! a user or a token, and WebSocket servers
 //! that want a bearer token or an API key. Refusals show in the connection
 //! status, and no secret shows anywhere.
 
@@ -435,4 +436,80 @@ async fn websocket_brokers_get_a_bearer_token_or_an_api_key() {
     gw.stop().await;
     bearer.stop();
     keyed.stop();
+}
+
+/// nats-server on `port` that takes only the user `gateway` with
+/// `nats-pass`.
+fn nats_with_user(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["--user", "gateway", "--pass", "nats-pass"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server")
+}
+
+/// nats-server on `port` that takes only the token `nats-token`.
+fn nats_with_token(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["--auth", "nats-token"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server")
+}
+
+#[actix_rt::test]
+async fn nats_logins_with_a_user_or_a_token() {
+    let with_user = Private::new(nats_with_user);
+    let with_token = Private::new(nats_with_token);
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.brokers.credentials = vec![
+        BrokerCredentials {
+            document: Some("User".into()),
+            username: Some("gateway".into()),
+            password: Some("nats-pass".into()),
+            ..Default::default()
+        },
+        BrokerCredentials {
+            document: Some("Token".into()),
+            token: Some("nats-token".into()),
+            ..Default::default()
+        },
+    ];
+    let gw = TestGateway::start(config).await;
+    let login = "login:\n  type: userPassword";
+    let user_host = format!("127.0.0.1:{}", with_user.port);
+    let registered = gw
+        .register("User", &secured("User", "nats", &user_host, login), None)
+        .await;
+    assert_eq!(answered(&registered), "config", "{registered}");
+    round_trip(&gw, &registered, 11).await;
+    let token_host = format!("127.0.0.1:{}", with_token.port);
+    let registered = gw
+        .register("Token", &secured("Token", "nats", &token_host, login), None)
+        .await;
+    round_trip(&gw, &registered, 12).await;
+
+    // Without credentials the server refuses the connection.
+    let registered = gw
+        .register(
+            "Nobody",
+            &secured("Nobody", "nats", &user_host, login),
+            None,
+        )
+        .await;
+    let status = refusal(&gw, &registered).await;
+    assert_ne!(status["state"], "connected", "{status}");
+    let error = status["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(error.contains("authori"), "{error}");
+    let (_, everything) = gw.get("/connections/status").await;
+    assert!(!everything.to_string().contains("nats-pass"));
+    gw.stop().await;
 }
