@@ -293,46 +293,10 @@ async fn mqtt_over_tls_with_a_client_certificate() {
     let _ = std::fs::remove_dir_all(folder);
 }
 
-/// A RabbitMQ user made for one test and deleted after it.
-struct RabbitUser {
-    name: String,
-    password: String,
-}
-
-impl RabbitUser {
-    fn create() -> Self {
-        let name = format!("stepflow-{}", uuid::Uuid::new_v4().simple());
-        let password = format!("pw {}", uuid::Uuid::new_v4().simple());
-        rabbitmqctl(&["add_user", &name, &password]);
-        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"]);
-        Self { name, password }
-    }
-}
-
-impl Drop for RabbitUser {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_user", &self.name])
-            .output();
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[actix_rt::test]
 async fn amqp_users_log_in_with_plain_and_amqplain() {
-    let user = RabbitUser::create();
+    let run = uuid::Uuid::new_v4().simple();
+    let user = RabbitUser::create(&format!("stepflow-{run}"), &format!("pw {run}"));
     let entry = |document: &str, password: &str, mechanism| BrokerCredentials {
         document: Some(document.into()),
         username: Some(user.name.clone()),

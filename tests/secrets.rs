@@ -16,42 +16,13 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A RabbitMQ user that exists while the value lives.
-struct RabbitUser(String);
-
-impl RabbitUser {
-    fn create(name: &str, password: &str) -> Self {
-        rabbitmqctl(&["add_user", name, password]);
-        rabbitmqctl(&["set_permissions", "-p", "/", name, ".*", ".*", ".*"]);
-        Self(name.to_owned())
-    }
-}
-
-impl Drop for RabbitUser {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_user", &self.0])
-            .output();
-    }
-}
-
 #[actix_rt::test]
 async fn no_secret_reaches_the_logs_or_the_api() {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let jwt_secret = format!("jwt-secret-{run}");
     let broker_password = format!("broker-pw-{run}");
+    let config_password = format!("config-pw-{run}");
+    let env_password = format!("env-pw-{run}");
     let webhook_secret = format!("webhook-secret-{run}");
     let user = RabbitUser::create(&format!("stepflow-{run}"), &broker_password);
 
@@ -61,8 +32,11 @@ async fn no_secret_reaches_the_logs_or_the_api() {
     let toml = format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[logging]\nformat = \"json\"\n\
          [webhooks]\nallow_private_targets = true\n[auth]\nenabled = true\n[auth.jwt]\nhs256_secret = \"{jwt_secret}\"\n\
-         [[auth.rules]]\nrole = \"app\"\nactions = [\"publish\", \"subscribe\"]\n",
-        db.url
+         [[auth.rules]]\nrole = \"app\"\nactions = [\"publish\", \"subscribe\"]\n\
+         [[brokers.credentials]]\ndocument = \"From env\"\nusername = \"{user}\"\npassword_env = \"STEPFLOW_SECRETS_TEST_PW\"\n\
+         [[brokers.credentials]]\ndocument = \"From config\"\nusername = \"{user}\"\npassword = \"{config_password}\"\n",
+        db.url,
+        user = user.name,
     );
     std::fs::write(&config, toml).expect("config written");
     let issued = Command::new(gateway_binary())
@@ -81,6 +55,7 @@ async fn no_secret_reaches_the_logs_or_the_api() {
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "debug")
+        .env("STEPFLOW_SECRETS_TEST_PW", &env_password)
         .stdout(log_file.try_clone().expect("log file"))
         .stderr(log_file)
         .spawn()
@@ -118,7 +93,7 @@ async fn no_secret_reaches_the_logs_or_the_api() {
         }
     };
 
-    let url = format!("amqp://{}:{broker_password}@127.0.0.1:5672", user.0);
+    let url = format!("amqp://{}:{broker_password}@127.0.0.1:5672", user.name);
     let document = "asyncapi: 3.0.0\ninfo: {title: Vault, version: '1'}\nchannels:\n  box:\n    address: vault.box\n    messages:\n      item:\n        payload: {type: object}\n";
     let body = json!({"name": "Vault", "asyncapi_content": document, "base_url": url});
     let (status, registered) = call(
@@ -181,7 +156,10 @@ async fn no_secret_reaches_the_logs_or_the_api() {
         assert_eq!(status, 401);
         answers.push_str(&refused);
     }
-    let wrong = format!("amqp://{}:{broker_password}-wrong@127.0.0.1:5672", user.0);
+    let wrong = format!(
+        "amqp://{}:{broker_password}-wrong@127.0.0.1:5672",
+        user.name
+    );
     let body = json!({"name": "Locked", "asyncapi_content": document, "base_url": wrong});
     let (status, locked) = call(
         "POST",
@@ -192,6 +170,21 @@ async fn no_secret_reaches_the_logs_or_the_api() {
     .await;
     assert_eq!(status, 201, "{locked}");
     answers.push_str(&locked);
+    // Credentials from the config, both refused: neither password is the
+    // user's.
+    for name in ["From env", "From config"] {
+        let plain = "amqp://127.0.0.1:5672";
+        let body = json!({"name": name, "asyncapi_content": document, "base_url": plain});
+        let (status, view) = call(
+            "POST",
+            "/asyncapis/register".into(),
+            Some(admin.clone()),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{view}");
+        answers.push_str(&view);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let document_id = registered["id"].as_str().expect("id");
@@ -237,6 +230,11 @@ async fn no_secret_reaches_the_logs_or_the_api() {
     for (what, secret) in [
         ("JWT secret", jwt_secret.as_str()),
         ("broker password", broker_password.as_str()),
+        ("configured broker password", config_password.as_str()),
+        (
+            "broker password from the environment",
+            env_password.as_str(),
+        ),
         ("webhook secret", webhook_secret.as_str()),
         ("API key", key_secret.as_str()),
         ("bearer token", app.as_str()),

@@ -946,3 +946,42 @@ impl TestPki {
         }
     }
 }
+
+/// Runs `rabbitmqctl` against the machine's RabbitMQ; its output.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A RabbitMQ user with every right on `/`, deleted when the value goes.
+pub struct RabbitUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl RabbitUser {
+    pub fn create(name: &str, password: &str) -> Self {
+        rabbitmqctl(&["add_user", name, password]);
+        rabbitmqctl(&["set_permissions", "-p", "/", name, ".*", ".*", ".*"]);
+        Self {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+impl Drop for RabbitUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.name])
+            .output();
+    }
+}
