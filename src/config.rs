@@ -297,8 +297,10 @@ pub enum SaslMechanism {
     /// The TLS client certificate identifies the client.
     External,
     /// SCRAM with SHA-256.
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// SCRAM with SHA-512.
+    #[serde(rename = "scram-sha-512")]
     ScramSha512,
 }
 

@@ -180,6 +180,17 @@ pub fn for_server(
             .and_then(|r| r.scheme["name"].as_str().map(str::to_owned))
     });
     let files = [&entry.ca_file, &entry.cert_file, &entry.key_file];
+    let named = ["ca_file", "cert_file", "key_file"];
+    for (file, field) in files.iter().zip(named) {
+        if let Some(path) = file {
+            std::fs::metadata(path).map_err(|e| {
+                format!(
+                    "brokers.credentials[{index}].{field} `{}`: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
     let tls = (entry.tls || files.iter().any(|f| f.is_some())).then(|| TlsFiles {
         ca_file: entry.ca_file.clone(),
         cert_file: entry.cert_file.clone(),
@@ -285,6 +296,32 @@ mod tests {
             Some("X-Token")
         );
         assert!(!format!("{found:?}").contains("s3cret"));
+
+        let missing_file = vec![BrokerCredentials {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        }];
+        let error = for_server(&missing_file, "Doc", "prod", &spec).expect_err("no such file");
+        assert!(
+            error.contains("brokers.credentials[0].ca_file `/nonexistent/ca.pem`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn sasl_mechanisms_take_their_usual_names() {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            mechanism: SaslMechanism,
+        }
+        for (text, expected) in [
+            ("scram-sha-256", SaslMechanism::ScramSha256),
+            ("scram-sha-512", SaslMechanism::ScramSha512),
+            ("amqplain", SaslMechanism::Amqplain),
+        ] {
+            let entry: Entry = serde_json::from_value(json!({ "mechanism": text })).expect(text);
+            assert_eq!(entry.mechanism, expected);
+        }
     }
 
     #[test]

@@ -474,6 +474,12 @@ async fn the_management_api_needs_the_admin_role_and_keys_are_shown_once() {
     assert_eq!(status, 401);
     let (status, _) = send(&s.gw, "GET", "/channels", Some(&reader), None).await;
     assert_eq!(status, 200, "reading needs only a principal");
+    let (status, _) = send(&s.gw, "GET", "/logs/recent", Some(&reader), None).await;
+    assert_eq!(status, 403, "the call log is for admins");
+    // A credential in the query counts only where browsers need it.
+    let path = format!("/auth/keys?access_token={}", s.admin);
+    let (status, _) = send(&s.gw, "GET", &path, None, None).await;
+    assert_eq!(status, 401, "no query credentials on the REST API");
     let (status, health) = send(&s.gw, "GET", "/health", None, None).await;
     assert_eq!(status, 200, "{health}");
 
@@ -566,6 +572,10 @@ async fn access_rules_are_managed_through_the_api_and_kept() {
     .await;
     let pointer = problem["errors"][0]["pointer"].as_str();
     assert_eq!((status, pointer), (422, Some("/actions")), "{problem}");
+    let empty = json!({"role": " ", "actions": ["publish"]});
+    let (status, problem) = send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&empty)).await;
+    let pointer = problem["errors"][0]["pointer"].as_str();
+    assert_eq!((status, pointer), (422, Some("/role")), "{problem}");
     let unknown = json!({"role": "writer", "action": ["publish"]});
     let (status, _) = send(&s.gw, "POST", "/auth/rules", Some(&s.admin), Some(&unknown)).await;
     assert_eq!(status, 400, "unknown fields are refused");

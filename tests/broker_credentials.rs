@@ -104,9 +104,13 @@ async fn mqtt_user_and_password_come_from_the_server_url() {
 
     let (_, everything) = gw.get("/connections/status").await;
     let (_, documents) = gw.get("/asyncapis").await;
+    let path = format!("/asyncapis/{}", bad["id"].as_str().expect("id"));
+    let (_, one) = gw.get(&path).await;
+    assert!(one["spec"].is_object(), "{one}");
     for text in [
         everything.to_string(),
         documents.to_string(),
+        one.to_string(),
         problem.to_string(),
     ] {
         assert!(

@@ -121,6 +121,26 @@ pub fn check(rule: &AclRule) -> Result<(), RuleError> {
             "`actions` must name `publish`, `subscribe` or both".into(),
         );
     }
+    let names = [
+        ("principal", rule.principal.as_deref()),
+        ("role", rule.role.as_deref()),
+        ("document", rule.document.as_deref()),
+        ("channel", rule.channel.as_deref()),
+    ];
+    for (field, value) in names {
+        if value.is_some_and(|v| v.trim().is_empty()) {
+            return error(
+                format!("/{field}"),
+                format!("`{field}` must not be empty; leave it out to mean any"),
+            );
+        }
+    }
+    if let Some(at) = rule.messages.iter().position(|m| m.trim().is_empty()) {
+        return error(
+            format!("/messages/{at}"),
+            "a message name must not be empty".into(),
+        );
+    }
     let Some(channel) = &rule.channel else {
         return Ok(());
     };

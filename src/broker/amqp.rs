@@ -306,7 +306,10 @@ fn connection_url(
             SaslMechanism::Plain => "plain",
             SaslMechanism::Amqplain => "amqplain",
             SaslMechanism::External => "external",
-            other => return Err(invalid(format!("AMQP has no {other:?} login"))),
+            _ => {
+                let message = "AMQP logins are `plain`, `amqplain` or `external`";
+                return Err(BrokerError::Unsupported(message.into()));
+            }
         };
         let kept: Vec<(String, String)> = parsed
             .query_pairs()

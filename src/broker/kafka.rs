@@ -219,9 +219,9 @@ fn security_settings(credentials: Credentials) -> Result<Vec<(&'static str, Stri
             None | Some(SaslMechanism::Plain) => "PLAIN",
             Some(SaslMechanism::ScramSha256) => "SCRAM-SHA-256",
             Some(SaslMechanism::ScramSha512) => "SCRAM-SHA-512",
-            Some(other) => {
-                let message = format!("Kafka has no {other:?} login; use plain or scram-sha-*");
-                return Err(BrokerError::Unsupported(message));
+            Some(_) => {
+                let message = "Kafka logins are `plain`, `scram-sha-256` or `scram-sha-512`";
+                return Err(BrokerError::Unsupported(message.into()));
             }
         };
         settings.push(("sasl.mechanism", mechanism.to_owned()));

@@ -51,7 +51,7 @@ pub async fn get(
         id: id.to_string(),
     })?;
     let mut view = views::document(entry, &catalog, &state.config.brokers.credentials);
-    view["spec"] = entry.row.spec.clone();
+    view["spec"] = views::without_url_passwords(entry.row.spec.clone());
     Ok(HttpResponse::Ok().json(view))
 }
 

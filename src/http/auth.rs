@@ -73,19 +73,22 @@ async fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, Api
     Ok(principal)
 }
 
-/// The bearer credential: the `Authorization` header, else the
-/// `access_token` query parameter, else a `Sec-WebSocket-Protocol` entry.
+/// The bearer credential: the `Authorization` header; on the WebSocket and
+/// SSE routes, whose browser clients cannot set it, else the `access_token`
+/// query parameter, else a `Sec-WebSocket-Protocol` entry.
 fn credential(req: &HttpRequest) -> Option<String> {
     let header = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    if let Some(token) = header {
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if let Some((_, token)) = header {
         return Some(token.trim().to_owned());
+    }
+    let browser_route = req.path().starts_with("/ws/") || req.path().starts_with("/sse/");
+    if !browser_route {
+        return None;
     }
     let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok();
     let from_query = query.and_then(|q| {

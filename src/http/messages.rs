@@ -68,8 +68,12 @@ pub struct LogQuery {
 /// `GET /logs/recent`: the newest call-log records.
 pub async fn recent_logs(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // The log names every channel, address and callback URL, and holds
+    // payloads when the config keeps them: it is for admins.
+    state.auth.require_admin(&caller.0)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     let logs = store::call_logs::recent(&state.db, query.channel_id.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "logs": logs, "dropped": state.call_log.dropped() })))

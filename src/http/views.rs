@@ -20,6 +20,20 @@ pub fn broker(row: &message_brokers::Model) -> Value {
     })
 }
 
+/// The resolved document with the passwords of its server URLs masked, as
+/// everywhere else a URL is shown.
+pub fn without_url_passwords(mut spec: Value) -> Value {
+    let servers = spec.get_mut("servers").and_then(Value::as_object_mut);
+    for server in servers.into_iter().flat_map(|s| s.values_mut()) {
+        for field in ["url", "host"] {
+            if let Some(Value::String(text)) = server.get_mut(field) {
+                *text = redact_url(text);
+            }
+        }
+    }
+    spec
+}
+
 /// A broker with the security its server asks for: each scheme's name and
 /// type, and how the gateway answers it (see [`credentials::coverage`]).
 pub fn broker_with_security(
