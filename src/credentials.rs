@@ -218,7 +218,13 @@ pub fn coverage(
     url_has_user: bool,
 ) -> &'static str {
     let kind = requirement.kind();
-    let has = |value: &Option<String>, env: &Option<String>| value.is_some() || env.is_some();
+    // A variable that is not set is no answer: the broker fails for it.
+    let has = |value: &Option<String>, env: &Option<String>| {
+        value.is_some()
+            || env
+                .as_ref()
+                .is_some_and(|name| std::env::var_os(name).is_some())
+    };
     let answers = |entry: &BrokerCredentials| match kind {
         k if PASSWORD_SCHEMES.contains(&k) => {
             entry.username.is_some() && has(&entry.password, &entry.password_env)

@@ -223,6 +223,7 @@ async fn mqtt_logins_come_from_the_config_matched_by_scheme() {
     // An entry whose variable is unset fails the broker, naming both.
     let unset = secured("Unset", "mqtt", &host, "unset:\n  type: userPassword");
     let registered = gw.register("Unset", &unset, None).await;
+    assert_eq!(answered(&registered), "missing", "{registered}");
     let status = refusal(&gw, &registered).await;
     assert_eq!(status["state"], "failed", "{status}");
     let error = status["last_error"].as_str().unwrap_or_default();
