@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod frames;
 pub mod log_writer;
+pub mod router;
 pub mod sse_session;
 pub mod subscription;
 pub mod supervisor;
@@ -14,6 +15,7 @@ pub mod ws_session;
 
 pub use connection::{BrokerConnection, ConnectionState, ConnectionStatus};
 pub use log_writer::{CallLog, CallRecord, LogWriter};
+pub use router::Router;
 pub use sse_session::SseSession;
 pub use subscription::{ChannelSubscription, Delivery};
 pub use supervisor::BrokerSupervisor;

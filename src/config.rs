@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// AsyncAPI documents registered at start from files.
     pub documents: Vec<DocumentFile>,
+    /// Static routes between channels, run from start.
+    pub routes: Vec<RouteConfig>,
     /// How AsyncAPI documents are loaded.
     pub asyncapi: AsyncApiConfig,
 }
@@ -476,6 +478,43 @@ pub struct AclRule {
     pub messages: Vec<String>,
     /// `publish`, `subscribe` or both.
     pub actions: Vec<crate::auth::Action>,
+}
+
+/// A static route: every message of one channel is published on another,
+/// on whatever brokers the two live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Its name, in logs, status and errors.
+    pub name: String,
+    /// Where messages come from.
+    pub from: RouteEnd,
+    /// Where they go.
+    pub to: RouteEnd,
+    /// The principal the access rules see for it; the route's name when
+    /// absent.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// That principal's roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// One end of a route: a channel of a loaded document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEnd {
+    /// The document's name.
+    pub document: String,
+    /// The channel: its address as written, or its name (key) in the
+    /// document.
+    pub channel: String,
+    /// Parameter values: on `from`, they narrow what is taken; on `to`,
+    /// they fill its address, `{name}` standing for a value captured from
+    /// `from`. A `to` parameter not given takes the captured value of the
+    /// same name.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// Why a configuration could not be read.

@@ -13,11 +13,12 @@ use sea_orm::DatabaseConnection;
 
 use crate::actors::supervisor::Shutdown;
 use crate::actors::webhooks::{RestoreWebhooks, Webhooks};
-use crate::actors::{BrokerSupervisor, CallLog, LogWriter};
+use crate::actors::{BrokerSupervisor, CallLog, LogWriter, Router};
 use crate::auth::Auth;
 use crate::broker::AdapterContext;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::config::Config;
+use crate::http::subscription::Target;
 use crate::http::{self, AppState};
 use crate::publish::Publisher;
 use crate::registry::{Registry, RegistryError};
@@ -47,6 +48,9 @@ pub enum GatewayError {
         #[source]
         source: RegistryError,
     },
+    /// A route of the config cannot run.
+    #[error("cannot start the routes of the config")]
+    Route(#[from] crate::routes::RouteError),
     /// The HTTP listener could not be bound.
     #[error("cannot listen on `{bind}`")]
     Bind {
@@ -120,6 +124,7 @@ impl Gateway {
             timeout,
             config.call_log.keep_payloads,
         );
+        let routes = start_routes(&config, &catalog, &auth, &publisher)?;
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             catalog,
@@ -127,6 +132,7 @@ impl Gateway {
             publisher,
             supervisor: supervisor.clone(),
             webhooks,
+            routes,
             auth,
             verified_keys: Default::default(),
             call_log: call_log.clone(),
@@ -174,6 +180,30 @@ impl Gateway {
 }
 
 /// Registers the documents the config names, unless registered already.
+/// Starts one Router per route of the config, once every route checks
+/// out.
+fn start_routes(
+    config: &Config,
+    catalog: &SharedCatalog,
+    auth: &Auth,
+    publisher: &Publisher,
+) -> Result<Arc<Vec<Addr<Router>>>, GatewayError> {
+    let catalog = catalog.load();
+    let routes = crate::routes::resolve(&config.routes, &catalog, auth)?;
+    let mut routers = Vec::new();
+    for route in routes {
+        let target = Target::resolve(&catalog, route.from.id.to_string(), &route.from_parameters)
+            .map_err(|e| crate::routes::RouteError {
+            route: route.name.clone(),
+            reason: format!("from: {e}"),
+        })?;
+        tracing::info!(route = %route.name, from = %route.from.row.address, to = %route.to.row.address, "route started");
+        let router = Router::new(route, publisher.clone(), target.connection, target.filter);
+        routers.push(router.start());
+    }
+    Ok(Arc::new(routers))
+}
+
 async fn load_documents(registry: &Registry, config: &Config) -> Result<(), GatewayError> {
     for entry in &config.documents {
         let loaded = registry.register_file(entry).await;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// Owner of the broker connections.
     pub supervisor: Addr<BrokerSupervisor>,
+    /// The actors of the config's static routes.
+    pub routes: Arc<Vec<Addr<crate::actors::Router>>>,
     /// Owner of the webhook subscriptions' sessions.
     pub webhooks: Addr<Webhooks>,
     /// Authentication and access rules.

@@ -18,6 +18,7 @@ pub mod http;
 pub mod ids;
 pub mod publish;
 pub mod registry;
+pub mod routes;
 pub mod store;
 pub mod tls;
 pub mod webhook;

@@ -1,5 +1,6 @@
 //! `/health` and `/connections/status`.
 
+use crate::actors::router::GetRouteStatus;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
@@ -30,5 +31,11 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /connections/status`: the state of every broker connection.
 pub async fn connections(state: web::Data<AppState>) -> HttpResponse {
     let brokers = state.supervisor.send(AllStatus).await.unwrap_or_default();
-    HttpResponse::Ok().json(json!({ "brokers": brokers }))
+    let asked = state.routes.iter().map(|r| r.send(GetRouteStatus));
+    let routes: Vec<_> = futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    HttpResponse::Ok().json(json!({ "brokers": brokers, "routes": routes }))
 }

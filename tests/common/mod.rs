@@ -323,6 +323,12 @@ impl MqttProbe {
         Some((message.topic().to_owned(), payload))
     }
 
+    /// Publishes `payload` on `topic` at QoS 1, as a device would.
+    pub async fn publish(&self, topic: &str, payload: &Value) {
+        let message = paho_mqtt::Message::new(topic, payload.to_string(), 1);
+        self.client.publish(message).await.expect("MQTT publish");
+    }
+
     pub async fn close(self) {
         let _ = self.client.disconnect(None).await;
     }

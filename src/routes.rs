@@ -1,0 +1,289 @@
+//! Static routes from the config, checked against the loaded documents
+//! before any runs: both ends must be channels of loaded documents, every
+//! placeholder of the target address must get a value, the route's
+//! principal must be allowed both directions, and no route may feed itself,
+//! directly or through other routes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::auth::{AccessRequest, Action, Auth, Principal};
+use crate::catalog::{Catalog, ChannelEntry};
+use crate::config::{RouteConfig, RouteEnd};
+use crate::ids::DocumentId;
+
+/// A route ready to run.
+#[derive(Clone)]
+pub struct Route {
+    /// Its name.
+    pub name: String,
+    /// The channel messages come from.
+    pub from: Arc<ChannelEntry>,
+    /// Values that narrow what is taken from it.
+    pub from_parameters: BTreeMap<String, String>,
+    /// The channel messages go to.
+    pub to: Arc<ChannelEntry>,
+    /// How the target's parameters are filled: literal text with
+    /// `{name}` standing for a value captured from the source.
+    pub to_parameters: BTreeMap<String, String>,
+    /// Who the access rules see.
+    pub principal: Principal,
+}
+
+impl Route {
+    /// The target's parameter values for a message that arrived with
+    /// `captured`; none when a placeholder names a value not captured.
+    pub fn target_values(
+        &self,
+        captured: &BTreeMap<String, String>,
+    ) -> Option<BTreeMap<String, String>> {
+        let mut values = BTreeMap::new();
+        for name in self.to.address.parameter_names() {
+            let value = match self.to_parameters.get(name) {
+                Some(pattern) => fill(pattern, captured)?,
+                None => captured.get(name)?.clone(),
+            };
+            values.insert(name.to_owned(), value);
+        }
+        Some(values)
+    }
+}
+
+/// Why the routes of the config cannot run.
+#[derive(Debug, thiserror::Error)]
+#[error("route `{route}`: {reason}")]
+pub struct RouteError {
+    /// The route's name.
+    pub route: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks every route against `catalog` and `auth`.
+pub fn resolve(
+    routes: &[RouteConfig],
+    catalog: &Catalog,
+    auth: &Auth,
+) -> Result<Vec<Route>, RouteError> {
+    let mut resolved = Vec::new();
+    for config in routes {
+        let failed = |reason: String| RouteError {
+            route: config.name.clone(),
+            reason,
+        };
+        if resolved.iter().any(|r: &Route| r.name == config.name) {
+            return Err(failed("another route has this name".into()));
+        }
+        let from = channel(catalog, &config.from).map_err(|e| failed(format!("from: {e}")))?;
+        let to = channel(catalog, &config.to).map_err(|e| failed(format!("to: {e}")))?;
+        let mut claims = serde_json::Map::new();
+        let name = config
+            .principal
+            .clone()
+            .unwrap_or_else(|| config.name.clone());
+        claims.insert("sub".into(), name.clone().into());
+        let route = Route {
+            name: config.name.clone(),
+            from,
+            from_parameters: config.from.parameters.clone(),
+            to,
+            to_parameters: config.to.parameters.clone(),
+            principal: Principal {
+                name,
+                roles: config.roles.clone(),
+                claims,
+                expires_at: None,
+            },
+        };
+        check_parameters(&route).map_err(failed)?;
+        authorize(&route, catalog, auth).map_err(failed)?;
+        resolved.push(route);
+    }
+    if let Some(cycle) = find_cycle(&resolved) {
+        return Err(RouteError {
+            route: cycle[0].clone(),
+            reason: format!(
+                "it would feed itself: {} leads back to the same broker and address",
+                cycle.join(" -> ")
+            ),
+        });
+    }
+    Ok(resolved)
+}
+
+/// The channel `end` names: by address as written, else by its name.
+fn channel(catalog: &Catalog, end: &RouteEnd) -> Result<Arc<ChannelEntry>, String> {
+    let document = catalog
+        .documents()
+        .into_iter()
+        .find(|d| d.row.name == end.document)
+        .ok_or_else(|| format!("no document named `{}` is loaded", end.document))?;
+    let id = DocumentId::from(document.row.id.clone());
+    let channels = catalog.channels(Some(&id));
+    let found = channels
+        .iter()
+        .find(|c| c.row.address == end.channel)
+        .or_else(|| channels.iter().find(|c| c.row.name == end.channel));
+    let found = found.ok_or_else(|| {
+        let known: Vec<&str> = channels.iter().map(|c| c.row.address.as_str()).collect();
+        format!(
+            "document `{}` has no channel `{}`; its channels: [{}]",
+            end.document,
+            end.channel,
+            known.join(", ")
+        )
+    })?;
+    if found.broker.is_none() {
+        return Err(format!("channel `{}` has no broker", end.channel));
+    }
+    Ok((*found).clone())
+}
+
+/// Every narrowing value names a source parameter, and every target
+/// placeholder gets a value that the source can capture.
+fn check_parameters(route: &Route) -> Result<(), String> {
+    let captured: Vec<&str> = route.from.address.parameter_names().collect();
+    if let Some(name) = route
+        .from_parameters
+        .keys()
+        .find(|n| !captured.contains(&n.as_str()))
+    {
+        return Err(format!(
+            "from: channel `{}` has no parameter `{name}`",
+            route.from.row.address
+        ));
+    }
+    let targets: Vec<&str> = route.to.address.parameter_names().collect();
+    if let Some(name) = route
+        .to_parameters
+        .keys()
+        .find(|n| !targets.contains(&n.as_str()))
+    {
+        return Err(format!(
+            "to: channel `{}` has no parameter `{name}`",
+            route.to.row.address
+        ));
+    }
+    let sample: BTreeMap<String, String> = captured
+        .iter()
+        .map(|n| ((*n).to_owned(), "x".to_owned()))
+        .collect();
+    for name in targets {
+        let filled = match route.to_parameters.get(name) {
+            Some(pattern) => fill(pattern, &sample).is_some(),
+            None => sample.contains_key(name),
+        };
+        if !filled {
+            return Err(format!(
+                "to: parameter `{name}` of `{}` gets no value: give it under to.parameters, or capture it on from",
+                route.to.row.address
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The route's principal must be allowed to take every message of the
+/// source (with its narrowing values); publishing on the target is checked
+/// per message, with its parameter values, as for any client.
+fn authorize(route: &Route, catalog: &Catalog, auth: &Auth) -> Result<(), String> {
+    let id = DocumentId::from(route.from.row.document_id.clone());
+    let document = catalog
+        .document(&id)
+        .map(|d| d.row.name.clone())
+        .unwrap_or_default();
+    let messages: Vec<&str> = route
+        .from
+        .messages
+        .iter()
+        .map(|m| m.row.name.as_str())
+        .collect();
+    let request = AccessRequest {
+        action: Action::Subscribe,
+        document: &document,
+        address: &route.from.row.address,
+        parameters: &route.from_parameters,
+        messages: &messages,
+    };
+    auth.authorize(&route.principal, &request)
+        .map_err(|e| e.to_string())
+}
+
+/// `pattern` with each `{name}` replaced by its captured value; none when
+/// a name was not captured.
+fn fill(pattern: &str, captured: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let len = rest[open..].find('}')?;
+        out.push_str(&rest[..open]);
+        out.push_str(captured.get(&rest[open + 1..open + len])?);
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Whether an address written to one channel can arrive on another: same
+/// broker, and level by level either a placeholder or the same text.
+fn feeds(to: &ChannelEntry, from: &ChannelEntry) -> bool {
+    let broker = |c: &ChannelEntry| c.broker.as_ref().map(|b| b.id.clone());
+    if broker(to) != broker(from) {
+        return false;
+    }
+    let (a, b) = (to.row.address.as_str(), from.row.address.as_str());
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || x.contains('{') || y.contains('{'))
+}
+
+/// The names along a cycle of routes, the first repeated at the end.
+fn find_cycle(routes: &[Route]) -> Option<Vec<String>> {
+    let next = |i: usize| -> Vec<usize> {
+        (0..routes.len())
+            .filter(|&j| feeds(&routes[i].to, &routes[j].from))
+            .collect()
+    };
+    for start in 0..routes.len() {
+        let mut path = vec![start];
+        let mut stack = vec![next(start)];
+        while let Some(options) = stack.last_mut() {
+            match options.pop() {
+                Some(j) if j == start => {
+                    let mut names: Vec<String> =
+                        path.iter().map(|&i| routes[i].name.clone()).collect();
+                    names.push(routes[start].name.clone());
+                    return Some(names);
+                }
+                Some(j) if !path.contains(&j) => {
+                    path.push(j);
+                    stack.push(next(j));
+                }
+                Some(_) => {}
+                None => {
+                    stack.pop();
+                    path.pop();
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_in_target_values_are_filled_from_captures() {
+        let captured: BTreeMap<String, String> = [("deviceId".into(), "d1".into())].into();
+        assert_eq!(
+            fill("site-{deviceId}", &captured).as_deref(),
+            Some("site-d1")
+        );
+        assert_eq!(fill("plain", &captured).as_deref(), Some("plain"));
+        assert_eq!(fill("{other}", &captured), None);
+    }
+}

@@ -1,0 +1,383 @@
+//! Static routes from the config: documents loaded from files, device data
+//! published straight to Mosquitto and routed into Kafka (tansu) in order,
+//! a payload the target's schema refuses counted and never forwarded,
+//! routes that would feed themselves refused at start, and routes held to
+//! the access rules like any client.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use stepflow_gateway::auth::Action;
+use stepflow_gateway::config::{AclRule, DocumentFile, RouteConfig, RouteEnd};
+use stepflow_gateway::{Config, Gateway};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn iot(prefix: &str) -> String {
+    format!(
+        "asyncapi: 3.0.0\ninfo: {{title: IoT, version: '1'}}\n\
+         servers:\n  plant: {{host: '127.0.0.1:1883', protocol: mqtt}}\n\
+         channels:\n  data:\n    address: '{prefix}/{{deviceId}}/data'\n    messages:\n      reading:\n\
+         \x20       payload: {{type: object}}\n"
+    )
+}
+
+fn telemetry(host: &str, topic: &str) -> String {
+    format!(
+        "asyncapi: 3.0.0\ninfo: {{title: Telemetry, version: '1'}}\n\
+         servers:\n  stream: {{host: '{host}', protocol: kafka}}\n\
+         channels:\n  telemetry:\n    address: '{topic}'\n    messages:\n      reading:\n\
+         \x20       payload: {{type: object, required: [seq], properties: {{seq: {{type: integer}}}}}}\n"
+    )
+}
+
+/// A config with the documents written into `dir` and loaded from there.
+fn with_documents(db: &TestDb, dir: &std::path::Path, documents: &[(&str, String)]) -> Config {
+    let mut config = test_config(&db.url);
+    for (name, text) in documents {
+        let path = dir.join(format!("{}.yaml", name.replace(' ', "-")));
+        std::fs::write(&path, text).expect("document written");
+        config.documents.push(DocumentFile {
+            name: (*name).into(),
+            path,
+            base_url: None,
+            server_urls: BTreeMap::new(),
+        });
+    }
+    config
+}
+
+fn route(name: &str, from: (&str, &str), to: (&str, &str)) -> RouteConfig {
+    let end = |(document, channel): (&str, &str)| RouteEnd {
+        document: document.into(),
+        channel: channel.into(),
+        parameters: BTreeMap::new(),
+    };
+    RouteConfig {
+        name: name.into(),
+        from: end(from),
+        to: end(to),
+        principal: None,
+        roles: Vec::new(),
+    }
+}
+
+async fn route_status(gw: &TestGateway, name: &str) -> Value {
+    let (_, status) = gw.get("/connections/status").await;
+    let routes = status["routes"].as_array().cloned().unwrap_or_default();
+    routes
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or(Value::Null)
+}
+
+#[actix_rt::test]
+async fn device_data_on_mosquitto_is_routed_into_kafka_in_order() {
+    let kafka = Private::new(tansu);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("stepflow-route-{run}");
+    let topic = format!("telemetry-{run}");
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let kafka_host = format!("127.0.0.1:{}", kafka.port);
+    let documents = [
+        ("IoT", iot(&prefix)),
+        ("Telemetry", telemetry(&kafka_host, &topic)),
+    ];
+    let mut config = with_documents(&db, dir.path(), &documents);
+    let address = format!("{prefix}/{{deviceId}}/data");
+    config.routes = vec![route(
+        "telemetry-to-kafka",
+        ("IoT", &address),
+        ("Telemetry", "telemetry"),
+    )];
+    let gw = TestGateway::start(config).await;
+
+    // The gateway started ready: documents loaded, the route running.
+    let (_, channels) = gw.get("/channels").await;
+    let target = channels["channels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["address"] == topic.as_str())
+        .and_then(|c| c["id"].as_str())
+        .expect("the Kafka channel is loaded")
+        .to_owned();
+    let mut kafka_side = gw.subscribe(&target, "").await;
+    let active = eventually(WAIT, || async {
+        let status = route_status(&gw, "telemetry-to-kafka").await;
+        (status["state"] == "active").then_some(status)
+    })
+    .await;
+    assert!(active.is_some(), "the route is active");
+
+    let device = MqttProbe::subscribe(&format!("{prefix}/none")).await;
+    let per_device = 10;
+    for seq in 0..per_device {
+        for id in ["d1", "d2"] {
+            let topic = format!("{prefix}/{id}/data");
+            device
+                .publish(&topic, &json!({"seq": seq, "device": id}))
+                .await;
+        }
+    }
+    // The target's schema wants an integer `seq`: this one is not forwarded.
+    let bad = format!("{prefix}/d1/data");
+    device
+        .publish(&bad, &json!({"seq": "late", "device": "d1"}))
+        .await;
+
+    let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    while seen.values().map(Vec::len).sum::<usize>() < 2 * per_device as usize {
+        let frame = kafka_side
+            .next_message_where(WAIT, |_| true)
+            .await
+            .expect("routed message arrives from Kafka");
+        let frame = &frame["payload"];
+        let device = frame["device"].as_str().expect("device").to_owned();
+        seen.entry(device)
+            .or_default()
+            .push(frame["seq"].as_i64().expect("seq"));
+    }
+    let in_order: Vec<i64> = (0..per_device).collect();
+    assert_eq!(seen["d1"], in_order);
+    assert_eq!(seen["d2"], in_order);
+
+    let status = eventually(WAIT, || async {
+        let status = route_status(&gw, "telemetry-to-kafka").await;
+        (status["failed"]["validation"] == 1).then_some(status)
+    })
+    .await
+    .expect("the refused message is counted");
+    assert_eq!(status["forwarded"], 2 * per_device, "{status}");
+    println!(
+        "routed: forwarded {}, refused by schema {}",
+        status["forwarded"], status["failed"]["validation"]
+    );
+    let extra = kafka_side
+        .next_message_where(Duration::from_millis(500), |_| true)
+        .await;
+    assert!(extra.is_none(), "nothing else arrived: {extra:?}");
+    device.close().await;
+    gw.stop().await;
+}
+
+async fn start_error(config: Config) -> String {
+    match Gateway::start(config).await {
+        Ok(gateway) => {
+            gateway.shutdown().await;
+            panic!("the gateway started");
+        }
+        Err(error) => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(inner) = source {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+fn memory_doc(title: &str, address: &str) -> String {
+    format!(
+        "asyncapi: 3.0.0\ninfo: {{title: '{title}', version: '1'}}\n\
+         servers:\n  local: {{host: local, protocol: memory}}\n\
+         channels:\n  c:\n    address: '{address}'\n    messages:\n      m:\n        payload: {{type: object}}\n"
+    )
+}
+
+#[actix_rt::test]
+async fn routes_that_cannot_run_are_refused_at_start() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let documents = [
+        ("A", memory_doc("A", "loop/{x}/in")),
+        ("B", memory_doc("B", "loop/{x}/out")),
+        ("C", memory_doc("C", "site/{site}/out")),
+    ];
+    let base = with_documents(&db, dir.path(), &documents);
+
+    let mut direct = base.clone();
+    direct.routes = vec![route("echo", ("A", "c"), ("A", "c"))];
+    let error = start_error(direct).await;
+    assert!(
+        error.contains("route `echo`") && error.contains("feed itself"),
+        "{error}"
+    );
+
+    let mut cycle = base.clone();
+    cycle.routes = vec![
+        route("there", ("A", "loop/{x}/in"), ("B", "c")),
+        route("back", ("B", "c"), ("A", "c")),
+    ];
+    let error = start_error(cycle).await;
+    assert!(
+        error.contains("there -> back -> there") || error.contains("back -> there -> back"),
+        "{error}"
+    );
+
+    let mut missing = base.clone();
+    missing.routes = vec![route("lost", ("Nowhere", "c"), ("A", "c"))];
+    let error = start_error(missing).await;
+    assert!(error.contains("no document named `Nowhere`"), "{error}");
+
+    let mut unfilled = base.clone();
+    unfilled.routes = vec![route("unfilled", ("A", "c"), ("C", "c"))];
+    let error = start_error(unfilled).await;
+    assert!(
+        error.contains("parameter `site`") && error.contains("to.parameters"),
+        "{error}"
+    );
+
+    // A target parameter filled from a captured one starts.
+    let mut filled = base;
+    let mut fill = route("filled", ("A", "c"), ("C", "c"));
+    fill.to.parameters = [("site".to_owned(), "plant-{x}".to_owned())].into();
+    filled.routes = vec![fill];
+    let gw = TestGateway::start(filled).await;
+    gw.stop().await;
+}
+
+/// Routes go through the access rules as their principal: the source must
+/// be granted to it, and each message's publish on the target is checked
+/// with its parameter values.
+#[actix_rt::test]
+async fn routes_are_held_to_the_access_rules() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let documents = [
+        (
+            "Readings",
+            memory_doc("Readings", &format!("{run}/{{region}}/reading")),
+        ),
+        (
+            "Archive",
+            memory_doc("Archive", &format!("{run}/archive/{{region}}")),
+        ),
+    ];
+    let mut config = with_documents(&db, dir.path(), &documents);
+    config.auth.enabled = true;
+    config.auth.jwt.hs256_secret = Some(SECRET.into());
+    config.auth.rules = vec![AclRule {
+        role: Some("bridge".into()),
+        document: Some("Readings".into()),
+        actions: vec![Action::Subscribe],
+        ..Default::default()
+    }];
+    let mut bridge = route("archiver", ("Readings", "c"), ("Archive", "c"));
+    bridge.principal = Some("archiver-bot".into());
+    let mut denied = config.clone();
+    denied.routes = vec![bridge.clone()];
+    let error = start_error(denied).await;
+    assert!(
+        error.contains("`archiver-bot` may not subscribe"),
+        "{error}"
+    );
+
+    bridge.roles = vec!["bridge".into()];
+    config.routes = vec![bridge];
+    // The route may publish to the archive of region `eu` only.
+    config.auth.rules.push(AclRule {
+        principal: Some("archiver-bot".into()),
+        document: Some("Archive".into()),
+        parameters: [("region".to_owned(), "eu".to_owned())].into(),
+        actions: vec![Action::Publish],
+        ..Default::default()
+    });
+    config.auth.rules.push(AclRule {
+        role: Some("sensor".into()),
+        document: Some("Readings".into()),
+        actions: vec![Action::Publish],
+        ..Default::default()
+    });
+    let gw = TestGateway::start(config).await;
+    let sensor = token("sensor-1", &["sensor"]);
+    let admin = token("ops", &["admin"]);
+    let (_, channels) = call(&gw, "GET", "/channels", &admin, None).await;
+    let source = channels["channels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["address"] == format!("{run}/{{region}}/reading").as_str())
+        .and_then(|c| c["id"].as_str())
+        .expect("source channel")
+        .to_owned();
+    for region in ["eu", "us"] {
+        let body = json!({"channel_id": source, "message_data": {"r": region}, "parameters": {"region": region}});
+        let (status, outcome) = call(&gw, "POST", "/messages/publish", &sensor, Some(&body)).await;
+        assert_eq!(status, 200, "{outcome}");
+    }
+    let status = eventually(WAIT, || async {
+        let (_, status) = call(&gw, "GET", "/connections/status", &admin, None).await;
+        let route = status["routes"][0].clone();
+        (route["forwarded"] == 1 && route["failed"]["forbidden"] == 1).then_some(route)
+    })
+    .await
+    .expect("eu forwarded, us refused");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`archiver-bot` may not publish"),
+        "{status}"
+    );
+    let logged = eventually(WAIT, || async {
+        let (_, logs) = call(&gw, "GET", "/logs/recent", &admin, None).await;
+        let logs = logs["logs"].as_array().cloned().unwrap_or_default();
+        logs.into_iter().find(|l| {
+            l["error_kind"] == "forbidden"
+                && l["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("archiver-bot")
+        })
+    })
+    .await;
+    assert!(
+        logged.is_some(),
+        "the refused route publish is in the call log"
+    );
+    gw.stop().await;
+}
+
+const SECRET: &str = "route-test-secret";
+
+fn token(sub: &str, roles: &[&str]) -> String {
+    let claims = json!({"sub": sub, "roles": roles, "exp": chrono::Utc::now().timestamp() + 300});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+async fn call(
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let request = gw
+        .client
+        .request(method, format!("{}{path}", gw.base))
+        .insert_header(("authorization", format!("Bearer {token}")));
+    let mut response = match body {
+        Some(body) => request.send_json(body).await,
+        None => request.send().await,
+    }
+    .expect("request sent");
+    let bytes = response.body().limit(1 << 20).await.expect("body");
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (response.status().as_u16(), value)
+}
