@@ -1,7 +1,8 @@
 //! Broker credentials, from server URLs and from `brokers.credentials`
 //! matched to servers and their security schemes: a private Mosquitto that
 //! requires a password, one that requires a TLS client certificate, a
-//! RabbitMQ user logging in with PLAIN and AMQPLAIN, NATS servers that want
+//! RabbitMQ user logging in with PLAIN and AMQPLAIN, a private RabbitMQ node
+//! that takes only EXTERNAL logins over TLS, NATS servers that want
 //! a user or a token, and WebSocket servers
 //! that want a bearer token or an API key. Refusals show in the connection
 //! status, and no secret shows anywhere.
@@ -481,4 +482,65 @@ async fn nats_logins_with_a_user_or_a_token() {
     let (_, everything) = gw.get("/connections/status").await;
     assert!(!everything.to_string().contains("nats-pass"));
     gw.stop().await;
+}
+
+/// A private RabbitMQ node whose only listener is TLS on `port`, requiring
+/// a client certificate signed by the test CA, and whose only login is
+/// EXTERNAL: the certificate's common name is the user (`guest`).
+fn rabbitmq_external(port: u16) -> Child {
+    let pki = TestPki::write(&rabbitmq_folder(port).join("tls"), "guest");
+    let conf = format!(
+        "listeners.tcp = none\nlisteners.ssl.1 = 127.0.0.1:{port}\n\
+         ssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+         ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n\
+         auth_mechanisms.1 = EXTERNAL\nssl_cert_login_from = common_name\n",
+        pki.ca.display(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    rabbitmq_with(port, "[rabbitmq_auth_mechanism_ssl].", Some(&conf))
+}
+
+#[actix_rt::test]
+async fn amqp_external_login_with_a_client_certificate() {
+    let mut node = Private::new(rabbitmq_external);
+    let tls = rabbitmq_folder(node.port).join("tls");
+    let entry = |document: &str, certified: bool| BrokerCredentials {
+        document: Some(document.into()),
+        mechanism: Some(SaslMechanism::External),
+        ca_file: Some(tls.join("ca.pem")),
+        cert_file: certified.then(|| tls.join("client.pem")),
+        key_file: certified.then(|| tls.join("client.key")),
+        ..Default::default()
+    };
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.brokers.connect_timeout_ms = 10_000;
+    config.brokers.credentials = vec![entry("External", true), entry("Anonymous", false)];
+    let gw = TestGateway::start(config).await;
+    let host = format!("127.0.0.1:{}", node.port);
+    let scheme = "cert:\n  type: X509";
+
+    let registered = gw
+        .register(
+            "External",
+            &secured("External", "amqp", &host, scheme),
+            None,
+        )
+        .await;
+    assert_eq!(answered(&registered), "config", "{registered}");
+    round_trip(&gw, &registered, 21).await;
+
+    // Without a client certificate the node ends the handshake.
+    let registered = gw
+        .register(
+            "Anonymous",
+            &secured("Anonymous", "amqp", &host, scheme),
+            None,
+        )
+        .await;
+    let status = refusal(&gw, &registered).await;
+    assert_ne!(status["state"], "connected", "{status}");
+    gw.stop().await;
+    node.down();
 }

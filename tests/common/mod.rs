@@ -806,10 +806,24 @@ impl Drop for Private {
 /// port, data folder and cookie, so the machine's node is not disturbed.
 /// The start script and the Erlang runtime it starts share a process group.
 pub fn rabbitmq(port: u16) -> Child {
+    rabbitmq_with(port, "[].", None)
+}
+
+/// A private RabbitMQ node on `port` with the `plugins` (an Erlang list)
+/// and, when given, a `rabbitmq.conf`.
+pub fn rabbitmq_with(port: u16, plugins: &str, conf: Option<&str>) -> Child {
     use std::os::unix::process::CommandExt as _;
-    let base = std::env::temp_dir().join(format!("stepflow-rabbitmq-{port}"));
+    let base = rabbitmq_folder(port);
     std::fs::create_dir_all(&base).expect("RabbitMQ folder");
-    std::fs::write(base.join("plugins"), "[].").expect("plugins file");
+    std::fs::write(base.join("plugins"), plugins).expect("plugins file");
+    let config_file = match conf {
+        Some(text) => {
+            let path = base.join("rabbitmq.conf");
+            std::fs::write(&path, text).expect("rabbitmq.conf");
+            path
+        }
+        None => base.join("none"),
+    };
     let distribution = TcpListener::bind("127.0.0.1:0")
         .expect("free port")
         .local_addr()
@@ -823,7 +837,7 @@ pub fn rabbitmq(port: u16) -> Child {
         .env("RABBITMQ_DIST_PORT", distribution.to_string())
         .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
         .env("RABBITMQ_LOG_BASE", base.join("log"))
-        .env("RABBITMQ_CONFIG_FILE", base.join("none"))
+        .env("RABBITMQ_CONFIG_FILE", config_file)
         .env("RABBITMQ_ENABLED_PLUGINS_FILE", base.join("plugins"))
         .env("RABBITMQ_PID_FILE", base.join("pid"))
         .process_group(0)
@@ -832,6 +846,11 @@ pub fn rabbitmq(port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("rabbitmq-server (the RabbitMQ package)")
+}
+
+/// Where the private node on `port` keeps its files.
+pub fn rabbitmq_folder(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("stepflow-rabbitmq-{port}"))
 }
 
 pub fn mosquitto(port: u16) -> Child {
