@@ -209,6 +209,11 @@ pub struct BrokersConfig {
     /// Credentials presented to the brokers of matching servers; the first
     /// entry that matches a server is used.
     pub credentials: Vec<BrokerCredentials>,
+    /// How long a publish may wait for a broker that is down before it
+    /// fails; 0 fails it at once. Keep it below `server.publish_timeout_ms`.
+    pub buffer_timeout_ms: u64,
+    /// Publishes that may wait per broker; beyond, they fail at once.
+    pub buffer_capacity: usize,
 }
 
 /// Credentials for the brokers of some servers: those of one document, one
@@ -316,6 +321,8 @@ impl Default for BrokersConfig {
             kafka_group_id: None,
             tls_ca_file: None,
             credentials: Vec::new(),
+            buffer_timeout_ms: 2_000,
+            buffer_capacity: 1_000,
         }
     }
 }

@@ -1,14 +1,15 @@
 //! BrokerConnection: one live connection to one broker, with its state,
 //! its reconnect loop and its channel subscriptions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::subscription::{
@@ -201,7 +202,22 @@ pub struct BrokerConnection {
     /// Given to the adapter at each connect; this actor holds the receiver
     /// as its stream.
     events_tx: Option<EventsTx>,
+    /// Publishes waiting for the broker, oldest first.
+    held: VecDeque<Held>,
+    /// True while held publishes go out after a reconnect; new ones wait
+    /// behind them, so that order is kept.
+    draining: bool,
 }
+
+/// A publish waiting for the broker to come back.
+struct Held {
+    message: Outbound,
+    reply: oneshot::Sender<Result<(), BrokerError>>,
+    deadline: Instant,
+}
+
+/// How often waiting publishes are checked for their deadline.
+const HELD_SWEEP: Duration = Duration::from_millis(50);
 
 impl BrokerConnection {
     /// A connection to `spec`; it connects once started.
@@ -221,6 +237,8 @@ impl BrokerConnection {
             connected_at: None,
             subscriptions: HashMap::new(),
             events_tx: None,
+            held: VecDeque::new(),
+            draining: false,
         }
     }
 
@@ -279,7 +297,7 @@ impl BrokerConnection {
                 established.send_replace(Some(outcome));
             }
         };
-        ctx.wait(resubscribe.into_actor(self).map(|(), act, _ctx| {
+        ctx.wait(resubscribe.into_actor(self).map(|(), act, ctx| {
             if act.failed_attempts > 0 || act.state == ConnectionState::Reconnecting {
                 act.reconnects += 1;
             }
@@ -287,7 +305,112 @@ impl BrokerConnection {
             act.set_state(ConnectionState::Connected, None);
             act.connected_at = Some(std::time::Instant::now());
             tracing::info!(broker = %act.spec.id, url = %redact_url(&act.spec.url), "broker connected");
+            act.drain(ctx);
         }));
+    }
+
+    /// Why publishes cannot go out now.
+    fn unavailable(&self) -> String {
+        self.last_error
+            .clone()
+            .unwrap_or_else(|| "not connected yet".into())
+    }
+
+    /// Holds a publish until the broker is back, within the configured
+    /// time and number; fails it at once beyond them.
+    fn hold(&mut self, message: Outbound) -> ResponseFuture<Result<(), BrokerError>> {
+        let wait = Duration::from_millis(self.settings.buffer_timeout_ms);
+        let refuse = |reason: String| -> ResponseFuture<Result<(), BrokerError>> {
+            Box::pin(std::future::ready(Err(BrokerError::Unavailable(reason))))
+        };
+        if wait.is_zero() {
+            return refuse(self.unavailable());
+        }
+        if self.held.len() >= self.settings.buffer_capacity {
+            let waiting = self.held.len();
+            return refuse(format!(
+                "{waiting} publishes already wait for this broker, the most it holds: {}",
+                self.unavailable()
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.held.push_back(Held {
+            message,
+            reply,
+            deadline: Instant::now() + wait,
+        });
+        Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(BrokerError::Unavailable(
+                    "the broker connection stopped".into(),
+                ))
+            })
+        })
+    }
+
+    /// Fails the held publishes whose time is up.
+    fn expire_held(&mut self) {
+        let now = Instant::now();
+        while self.held.front().is_some_and(|h| h.deadline <= now) {
+            let Some(held) = self.held.pop_front() else {
+                break;
+            };
+            let reason = format!(
+                "the broker stayed unavailable for {} ms: {}",
+                self.settings.buffer_timeout_ms,
+                self.unavailable()
+            );
+            let _ = held.reply.send(Err(BrokerError::Unavailable(reason)));
+        }
+    }
+
+    /// Sends the held publishes, in order, one at a time; those whose
+    /// client has stopped waiting are dropped, not sent. When the broker
+    /// proves unavailable again, the rest wait on, in order.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let ready = self.state == ConnectionState::Connected && !self.held.is_empty();
+        let (Ok(adapter), true) = (self.adapter.clone(), ready) else {
+            self.draining = false;
+            return;
+        };
+        self.draining = true;
+        let batch: VecDeque<Held> = self.held.drain(..).collect();
+        let send = async move {
+            let mut batch = batch;
+            while let Some(held) = batch.pop_front() {
+                if held.reply.is_closed() {
+                    continue;
+                }
+                match guarded(adapter.publish(held.message.clone())).await {
+                    Err(BrokerError::Unavailable(_)) => {
+                        batch.push_front(held);
+                        break;
+                    }
+                    outcome => {
+                        let _ = held.reply.send(outcome);
+                    }
+                }
+            }
+            batch
+        };
+        ctx.spawn(send.into_actor(self).map(|mut left, act, ctx| {
+            if left.is_empty() {
+                return act.drain(ctx);
+            }
+            left.append(&mut act.held);
+            act.held = left;
+            act.draining = false;
+        }));
+    }
+
+    /// Fails what waited too long, and sends what waits while connected:
+    /// publishes that found the connection gone before this actor heard of
+    /// it, when it turns out to be fine after all.
+    fn sweep_held(&mut self, ctx: &mut Context<Self>) {
+        self.expire_held();
+        if !self.draining {
+            self.drain(ctx);
+        }
     }
 
     fn on_connect_failed(&mut self, error: BrokerError, ctx: &mut Context<Self>) {
@@ -355,6 +478,7 @@ impl Actor for BrokerConnection {
         let (events_tx, events_rx) = mpsc::channel(EVENTS_CAPACITY);
         self.events_tx = Some(events_tx);
         ctx.add_stream(ReceiverStream::new(events_rx));
+        ctx.run_interval(HELD_SWEEP, |act, ctx| act.sweep_held(ctx));
         self.connect(ctx);
     }
 }
@@ -403,21 +527,30 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
 }
 
 impl Handler<Publish> for BrokerConnection {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
+    /// Publishes at once while connected; while the broker is down, or
+    /// held publishes are still going out, the publish waits its turn. A
+    /// publish that finds the connection gone before this actor has heard
+    /// of it waits too, rather than failing.
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
-        let adapter = match (&self.adapter, self.state) {
-            (Ok(adapter), ConnectionState::Connected) => adapter.clone(),
-            (Err(error), _) => return Box::pin(std::future::ready(Err(error.clone()))),
-            (Ok(_), _) => {
-                let reason = self
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "not connected yet".into());
-                return Box::pin(std::future::ready(Err(BrokerError::Unavailable(reason))));
-            }
+        let direct = self.state == ConnectionState::Connected && !self.draining;
+        let adapter = match &self.adapter {
+            Err(error) => return Box::pin(fut::ready(Err(error.clone()))),
+            Ok(adapter) if direct && self.held.is_empty() => adapter.clone(),
+            Ok(_) => return Box::pin(fut::wrap_future(self.hold(msg.0))),
         };
-        Box::pin(guarded(async move { adapter.publish(msg.0).await }))
+        let again = msg.0.clone();
+        let sent = guarded(async move { adapter.publish(msg.0).await });
+        Box::pin(sent.into_actor(self).then(move |outcome, act, _ctx| {
+            let retry = matches!(outcome, Err(BrokerError::Unavailable(_)))
+                && act.settings.buffer_timeout_ms > 0;
+            let next: ResponseFuture<Result<(), BrokerError>> = match retry {
+                true => act.hold(again),
+                false => Box::pin(std::future::ready(outcome)),
+            };
+            fut::wrap_future(next)
+        }))
     }
 }
 

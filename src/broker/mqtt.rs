@@ -242,6 +242,11 @@ fn publish_error(error: paho::Error) -> BrokerError {
         paho::Error::Disconnected => {
             BrokerError::Unavailable("disconnected from the MQTT broker".into())
         }
+        // A publish cut short: the connection dropped before the broker
+        // acknowledged it.
+        paho::Error::OperationIncomplete => BrokerError::Unavailable(
+            "the connection to the MQTT broker was lost before it acknowledged the message".into(),
+        ),
         other => BrokerError::Refused(format!("MQTT publish failed: {other}")),
     }
 }

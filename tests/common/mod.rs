@@ -298,19 +298,7 @@ pub struct MqttProbe {
 
 impl MqttProbe {
     pub async fn subscribe(filter: &str) -> Self {
-        let options = paho_mqtt::CreateOptionsBuilder::new()
-            .server_uri("tcp://127.0.0.1:1883")
-            .client_id(format!("probe-{}", uuid::Uuid::new_v4().simple()))
-            .persistence(paho_mqtt::PersistenceType::None)
-            .finalize();
-        let mut client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
-        let stream = client.get_stream(1_000);
-        client
-            .connect(None)
-            .await
-            .expect("Mosquitto on 127.0.0.1:1883");
-        client.subscribe(filter, 1).await.expect("MQTT subscribe");
-        Self { client, stream }
+        Self::subscribe_at(1883, filter).await
     }
 
     /// The next message as (topic, JSON payload) within `wait`.
@@ -321,6 +309,20 @@ impl MqttProbe {
             .ok()??;
         let payload = serde_json::from_slice(message.payload()).expect("JSON payload");
         Some((message.topic().to_owned(), payload))
+    }
+
+    /// Subscribes at QoS 1 on the Mosquitto at `port`.
+    pub async fn subscribe_at(port: u16, filter: &str) -> Self {
+        let options = paho_mqtt::CreateOptionsBuilder::new()
+            .server_uri(format!("tcp://127.0.0.1:{port}"))
+            .client_id(format!("probe-{}", uuid::Uuid::new_v4().simple()))
+            .persistence(paho_mqtt::PersistenceType::None)
+            .finalize();
+        let mut client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
+        let stream = client.get_stream(100_000);
+        client.connect(None).await.expect("Mosquitto");
+        client.subscribe(filter, 1).await.expect("MQTT subscribe");
+        Self { client, stream }
     }
 
     /// Publishes `payload` on `topic` at QoS 1, as a device would.
@@ -1008,5 +1010,64 @@ impl Drop for RabbitUser {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_user", &self.name])
             .output();
+    }
+}
+
+/// A TCP proxy on a loopback port of its own to `target`: taking it down
+/// drops every connection through it and refuses new ones, as an outage
+/// of the broker behind it looks to the gateway, while clients that talk
+/// to the broker directly go on undisturbed.
+pub struct TcpProxy {
+    pub port: u16,
+    target: u16,
+    tasks: Tasks,
+}
+
+impl TcpProxy {
+    pub async fn start(target: u16) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut proxy = Self {
+            port,
+            target,
+            tasks: Default::default(),
+        };
+        proxy.up().await;
+        proxy
+    }
+
+    /// Accepts again on the same port.
+    pub async fn up(&mut self) {
+        let listener = eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+                .await
+                .ok()
+        })
+        .await
+        .expect("the proxy port can be bound again");
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().expect("tasks").push(connection);
+            }
+        });
+        self.tasks.lock().expect("tasks").push(accepting);
+    }
+
+    /// Drops every connection and stops accepting.
+    pub fn down(&mut self) {
+        for task in self.tasks.lock().expect("tasks").drain(..) {
+            task.abort();
+        }
     }
 }

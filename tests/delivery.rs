@@ -1,0 +1,126 @@
+//! Delivery through a broker outage: REST publishes to an MQTT broker that
+//! goes away behind a proxy wait in the broker's bounded buffer, go out in
+//! order when it is back, and fail with 503 and the reason when they wait
+//! too long or the buffer is full. Every 2xx reply is in the broker.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt as _;
+use serde_json::json;
+
+fn events(host: &str, address: &str) -> String {
+    format!(
+        "asyncapi: 2.6.0\ninfo: {{title: Events, version: '1'}}\n\
+         servers:\n  plant: {{url: '{host}', protocol: mqtt}}\n\
+         channels:\n  '{address}':\n    publish:\n      bindings: {{mqtt: {{qos: 1}}}}\n\
+         \x20     message:\n        payload: {{type: object, required: [seq]}}\n"
+    )
+}
+
+#[actix_rt::test]
+async fn rest_publishes_wait_out_a_broker_outage_and_every_2xx_arrives() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let address = format!("stepflow-outage-{run}/events");
+    let mut proxy = TcpProxy::start(1883).await;
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.server.publish_timeout_ms = 5_000;
+    config.brokers.buffer_timeout_ms = 1_500;
+    config.brokers.buffer_capacity = 6;
+    config.brokers.reconnect_initial_ms = 100;
+    config.brokers.reconnect_max_ms = 400;
+    let gw = TestGateway::start(config).await;
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let registered = gw.register("Events", &events(&host, &address), None).await;
+    let channel = channel_id(&registered, &address);
+    let mut probe = MqttProbe::subscribe_at(1883, &address).await;
+
+    // 200 publishes a second for five seconds, eight at a time at most.
+    let total = 1_000;
+    let begin = tokio::time::Instant::now();
+    let publishing = futures_util::stream::iter(0..total)
+        .map(|seq| {
+            let (gw, channel) = (&gw, channel.clone());
+            async move {
+                tokio::time::sleep_until(begin + Duration::from_millis(5 * seq as u64)).await;
+                let started = Instant::now();
+                let body = json!({"channel_id": channel, "message_data": {"seq": seq}});
+                let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+                (
+                    seq,
+                    status,
+                    outcome["detail"].as_str().map(str::to_owned),
+                    started.elapsed(),
+                )
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>();
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        proxy.down();
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        proxy.up().await;
+    };
+    let (results, ()) = futures_util::join!(publishing, outage);
+
+    let acknowledged: BTreeSet<i64> = results
+        .iter()
+        .filter(|(_, status, _, _)| *status == 200)
+        .map(|(seq, ..)| *seq)
+        .collect();
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for (seq, status, detail, _) in results.iter().filter(|(_, s, _, _)| *s != 200) {
+        assert_eq!(*status, 503, "publish {seq}: {detail:?}");
+        let detail = detail.as_deref().unwrap_or_default();
+        let reason = if detail.contains("stayed unavailable for 1500 ms") {
+            "waited too long"
+        } else if detail.contains("publishes already wait") {
+            "buffer full"
+        } else if detail.contains("lost before it acknowledged") {
+            "in flight when the connection dropped"
+        } else {
+            panic!("publish {seq} failed without a known reason: {detail}")
+        };
+        *reasons.entry(reason).or_default() += 1;
+    }
+    let waited = results
+        .iter()
+        .filter(|(_, status, _, took)| *status == 200 && *took > Duration::from_millis(500))
+        .count();
+
+    let mut received: Vec<i64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !acknowledged.iter().all(|seq| received.contains(seq)) && Instant::now() < deadline {
+        if let Some((_, payload)) = probe.next(Duration::from_secs(1)).await {
+            received.push(payload["seq"].as_i64().expect("seq"));
+        }
+    }
+    let unique: BTreeSet<i64> = received.iter().copied().collect();
+    let lost: Vec<&i64> = acknowledged.difference(&unique).collect();
+    println!(
+        "outage: published {total}, acknowledged {}, waited out the outage {waited}, failed {reasons:?}, \
+         delivered {}, lost {}, duplicates {}",
+        acknowledged.len(),
+        unique.len(),
+        lost.len(),
+        received.len() - unique.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not in the broker: {lost:?}"
+    );
+    assert!(
+        waited > 0,
+        "some publishes waited out the outage and went through"
+    );
+    assert!(reasons.contains_key("waited too long"), "{reasons:?}");
+    assert!(reasons.contains_key("buffer full"), "{reasons:?}");
+    probe.close().await;
+    gw.stop().await;
+    proxy.down();
+}
