@@ -214,6 +214,8 @@ struct Held {
     message: Outbound,
     reply: oneshot::Sender<Result<(), BrokerError>>,
     deadline: Instant,
+    /// Why its latest attempt failed, when it was tried.
+    reason: Option<String>,
 }
 
 /// How often waiting publishes are checked for their deadline.
@@ -318,13 +320,17 @@ impl BrokerConnection {
 
     /// Holds a publish until the broker is back, within the configured
     /// time and number; fails it at once beyond them.
-    fn hold(&mut self, message: Outbound) -> ResponseFuture<Result<(), BrokerError>> {
+    fn hold(
+        &mut self,
+        message: Outbound,
+        reason: Option<String>,
+    ) -> ResponseFuture<Result<(), BrokerError>> {
         let wait = Duration::from_millis(self.settings.buffer_timeout_ms);
         let refuse = |reason: String| -> ResponseFuture<Result<(), BrokerError>> {
             Box::pin(std::future::ready(Err(BrokerError::Unavailable(reason))))
         };
         if wait.is_zero() {
-            return refuse(self.unavailable());
+            return refuse(reason.unwrap_or_else(|| self.unavailable()));
         }
         if self.held.len() >= self.settings.buffer_capacity {
             let waiting = self.held.len();
@@ -338,6 +344,7 @@ impl BrokerConnection {
             message,
             reply,
             deadline: Instant::now() + wait,
+            reason,
         });
         Box::pin(async move {
             answer.await.unwrap_or_else(|_| {
@@ -355,10 +362,10 @@ impl BrokerConnection {
             let Some(held) = self.held.pop_front() else {
                 break;
             };
+            let why = held.reason.clone().unwrap_or_else(|| self.unavailable());
             let reason = format!(
-                "the broker stayed unavailable for {} ms: {}",
-                self.settings.buffer_timeout_ms,
-                self.unavailable()
+                "the broker stayed unavailable for {} ms: {why}",
+                self.settings.buffer_timeout_ms
             );
             let _ = held.reply.send(Err(BrokerError::Unavailable(reason)));
         }
@@ -382,7 +389,9 @@ impl BrokerConnection {
                     continue;
                 }
                 match guarded(adapter.publish(held.message.clone())).await {
-                    Err(BrokerError::Unavailable(_)) => {
+                    Err(BrokerError::Unavailable(reason)) => {
+                        let mut held = held;
+                        held.reason = Some(reason);
                         batch.push_front(held);
                         break;
                     }
@@ -538,16 +547,16 @@ impl Handler<Publish> for BrokerConnection {
         let adapter = match &self.adapter {
             Err(error) => return Box::pin(fut::ready(Err(error.clone()))),
             Ok(adapter) if direct && self.held.is_empty() => adapter.clone(),
-            Ok(_) => return Box::pin(fut::wrap_future(self.hold(msg.0))),
+            Ok(_) => return Box::pin(fut::wrap_future(self.hold(msg.0, None))),
         };
         let again = msg.0.clone();
         let sent = guarded(async move { adapter.publish(msg.0).await });
         Box::pin(sent.into_actor(self).then(move |outcome, act, _ctx| {
-            let retry = matches!(outcome, Err(BrokerError::Unavailable(_)))
-                && act.settings.buffer_timeout_ms > 0;
-            let next: ResponseFuture<Result<(), BrokerError>> = match retry {
-                true => act.hold(again),
-                false => Box::pin(std::future::ready(outcome)),
+            let next: ResponseFuture<Result<(), BrokerError>> = match outcome {
+                Err(BrokerError::Unavailable(reason)) if act.settings.buffer_timeout_ms > 0 => {
+                    act.hold(again, Some(reason))
+                }
+                other => Box::pin(std::future::ready(other)),
             };
             fut::wrap_future(next)
         }))
