@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod memory;
 pub mod mqtt;
 pub mod nats;
+pub mod settle;
 pub mod websocket;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::actors::connection::BrokerSpec;
 
 pub use address::{redact_url, AddressTemplate, Separators, TopicFilter};
+pub use settle::Settle;
 
 /// A message on its way to a broker.
 #[derive(Debug, Clone)]
@@ -65,6 +67,10 @@ pub struct Inbound {
     /// only, so overlapping filters do not deliver it twice. `None` where
     /// the broker sends one copy per client whatever the filters (MQTT).
     pub via: Option<TopicFilter>,
+    /// The broker's acknowledgement, held until consumers are done with
+    /// the message; `None` where the protocol acknowledges on receipt
+    /// (MQTT, NATS, WebSocket, memory).
+    pub settle: Option<Settle>,
 }
 
 /// What an adapter reports to its connection actor.

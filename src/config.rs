@@ -505,6 +505,24 @@ pub struct RouteConfig {
     /// That principal's roles.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Whether each message is checked against the target message's
+    /// schema before it is forwarded; one that fails is counted and
+    /// recorded, never forwarded.
+    #[serde(default = "yes")]
+    pub validate: bool,
+    /// Messages that may wait for the target at most (while its broker is
+    /// down); beyond, a message is refused and counted as `overflow`. An
+    /// AMQP or Kafka source keeps what the route cannot take yet.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_pending() -> usize {
+    100_000
 }
 
 /// One end of a route: a channel of a loaded document.

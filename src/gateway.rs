@@ -11,7 +11,8 @@ use actix_web::{App, HttpServer};
 use arc_swap::ArcSwap;
 use sea_orm::DatabaseConnection;
 
-use crate::actors::supervisor::Shutdown;
+use crate::actors::router::Drain;
+use crate::actors::supervisor::{Shutdown, Stopping};
 use crate::actors::webhooks::{RestoreWebhooks, Webhooks};
 use crate::actors::{BrokerSupervisor, CallLog, LogWriter, Router};
 use crate::auth::Auth;
@@ -68,8 +69,10 @@ pub struct Gateway {
     server: ServerHandle,
     server_task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     supervisor: Addr<BrokerSupervisor>,
+    routes: Arc<Vec<Addr<Router>>>,
     call_log: CallLog,
     db: DatabaseConnection,
+    shutdown_timeout: Duration,
     /// Tells WebSocket sessions to close; each session holds a receiver.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -132,7 +135,7 @@ impl Gateway {
             publisher,
             supervisor: supervisor.clone(),
             webhooks,
-            routes,
+            routes: routes.clone(),
             auth,
             verified_keys: Default::default(),
             call_log: call_log.clone(),
@@ -150,8 +153,10 @@ impl Gateway {
             server: handle,
             server_task,
             supervisor,
+            routes,
             call_log,
             db,
+            shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
             shutdown_tx,
         })
     }
@@ -161,13 +166,24 @@ impl Gateway {
         self.local_addr
     }
 
-    /// Stops accepting, lets in-flight requests finish, flushes the call
-    /// log and closes every broker connection and the database.
+    /// Stops accepting, lets in-flight requests and routed messages finish
+    /// (within `server.shutdown_timeout_secs`), flushes the call log and
+    /// closes every broker connection and the database.
     pub async fn shutdown(self) {
         // Sessions close with "going away" so that graceful stop need not
-        // wait out their connections.
+        // wait out their connections; publishes waiting for a broker that
+        // is down are answered now rather than at their deadline.
         self.shutdown_tx.send_replace(true);
-        self.server.stop(true).await;
+        let _ = self.supervisor.send(Stopping).await;
+        let drained = futures_util::future::join_all(self.routes.iter().map(|r| r.send(Drain)));
+        let routes = tokio::time::timeout(self.shutdown_timeout, drained);
+        let (_, routes) = futures_util::join!(self.server.stop(true), routes);
+        if routes.is_err() {
+            tracing::warn!(
+                timeout_secs = self.shutdown_timeout.as_secs(),
+                "routes still held messages when the shutdown timeout ran out"
+            );
+        }
         // The server task ends with the server; its result adds nothing.
         let _ = self.server_task.await;
         self.call_log.flush().await;
@@ -179,7 +195,6 @@ impl Gateway {
     }
 }
 
-/// Registers the documents the config names, unless registered already.
 /// Starts one Router per route of the config, once every route checks
 /// out.
 fn start_routes(
@@ -204,6 +219,7 @@ fn start_routes(
     Ok(Arc::new(routers))
 }
 
+/// Registers the documents the config names, unless registered already.
 async fn load_documents(registry: &Registry, config: &Config) -> Result<(), GatewayError> {
     for entry in &config.documents {
         let loaded = registry.register_file(entry).await;

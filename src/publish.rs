@@ -124,6 +124,15 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// Whether the same publish may succeed later: the broker was down or
+    /// did not answer in time.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Broker(BrokerError::Unavailable(_) | BrokerError::Timeout(_))
+        )
+    }
+
     /// The short kind recorded in the call log.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -140,6 +149,16 @@ impl PublishError {
             PublishError::Forbidden(_) => "forbidden",
         }
     }
+}
+
+/// Whether a publish checks its payload and headers against the message's
+/// schemas. Clients' publishes always do; a route may be told not to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// The payload must match a message of the channel.
+    On,
+    /// The message named, else the channel's first, is taken as it is.
+    Off,
 }
 
 /// A failed publish with its call-log record.
@@ -159,6 +178,15 @@ pub struct Publisher {
     auth: Arc<Auth>,
     timeout: Duration,
     keep_payloads: bool,
+}
+
+/// One publish as [`Publisher::run`] takes it.
+struct Call<'a> {
+    request: &'a PublishRequest,
+    principal: &'a Principal,
+    validation: Validation,
+    id: &'a CallLogId,
+    started: Instant,
 }
 
 /// What is known of an attempt while it runs, for its call-log record.
@@ -189,11 +217,26 @@ impl Publisher {
         }
     }
 
+    /// The call log this publisher records into.
+    pub fn call_log(&self) -> &CallLog {
+        &self.call_log
+    }
+
     /// Runs one publish to the end and records it, delivered or not.
     pub async fn publish(
         &self,
         request: PublishRequest,
         principal: &Principal,
+    ) -> Result<PublishOutcome, PublishFailure> {
+        self.publish_as(request, principal, Validation::On).await
+    }
+
+    /// [`Publisher::publish`], with the payload checked or not.
+    pub async fn publish_as(
+        &self,
+        request: PublishRequest,
+        principal: &Principal,
+        validation: Validation,
     ) -> Result<PublishOutcome, PublishFailure> {
         let started = Instant::now();
         let id = CallLogId::generate();
@@ -201,9 +244,14 @@ impl Publisher {
         // Serialising a `Value` cannot fail: its keys are strings.
         let payload = Bytes::from(serde_json::to_vec(&request.message_data).unwrap_or_default());
         let payload_bytes = payload.len();
-        let result = self
-            .run(&request, principal, payload, &id, started, &mut attempt)
-            .await;
+        let call = Call {
+            request: &request,
+            principal,
+            validation,
+            id: &id,
+            started,
+        };
+        let result = self.run(call, payload, &mut attempt).await;
         let record = CallRecord {
             id: id.clone(),
             document_id: attempt.document_id,
@@ -234,13 +282,17 @@ impl Publisher {
 
     async fn run(
         &self,
-        request: &PublishRequest,
-        principal: &Principal,
+        call: Call<'_>,
         payload: Bytes,
-        id: &CallLogId,
-        started: Instant,
         attempt: &mut Attempt,
     ) -> Result<PublishOutcome, PublishError> {
+        let Call {
+            request,
+            principal,
+            validation,
+            id,
+            started,
+        } = call;
         let catalog = self.catalog.load();
         let channel_id = ChannelId::from(request.channel_id.as_str());
         let channel = catalog
@@ -250,7 +302,10 @@ impl Publisher {
         attempt.document_id = Some(DocumentId::from(channel.row.document_id.clone()));
 
         let headers = Value::Object(request.headers.clone().unwrap_or_default());
-        let message = select_message(channel, request, &headers)?;
+        let message = match validation {
+            Validation::On => select_message(channel, request, &headers)?,
+            Validation::Off => named_message(channel, request)?,
+        };
         attempt.message_id = Some(message.id.clone());
 
         let values = parameter_values(channel, request, &headers)?;
@@ -299,7 +354,7 @@ impl Publisher {
             broker_id: BrokerId::from(broker.id.clone()),
             protocol: broker.protocol.clone(),
             qos: channel.qos,
-            validated: message.payload.is_some(),
+            validated: message.payload.is_some() && validation == Validation::On,
             not_validated_reason: message.not_validated.clone(),
             latency_ms: started.elapsed().as_secs_f64() * 1_000.0,
         })
@@ -345,6 +400,43 @@ fn select_message<'c>(
     Err(last_error.unwrap_or_else(|| {
         PublishError::UnknownMessage("(the channel declares no message)".into())
     }))
+}
+
+/// The checks of a publish that need no broker and no principal: the
+/// message chosen (and its payload and headers validated), the parameter
+/// values, and the address they give.
+pub fn resolve<'c>(
+    channel: &'c ChannelEntry,
+    request: &PublishRequest,
+    validation: Validation,
+) -> Result<(&'c MessageEntry, String), PublishError> {
+    let headers = Value::Object(request.headers.clone().unwrap_or_default());
+    let message = match validation {
+        Validation::On => select_message(channel, request, &headers)?,
+        Validation::Off => named_message(channel, request)?,
+    };
+    let values = parameter_values(channel, request, &headers)?;
+    let separators = channel
+        .broker
+        .as_ref()
+        .map_or(Separators::Slash, |b| Separators::of(&b.protocol));
+    let address = channel.address.render_in(&values, separators)?;
+    Ok((message, address))
+}
+
+/// The message named by the request, else the channel's first, unchecked.
+fn named_message<'c>(
+    channel: &'c ChannelEntry,
+    request: &PublishRequest,
+) -> Result<&'c MessageEntry, PublishError> {
+    match &request.message_id {
+        Some(wanted) => channel
+            .message(wanted)
+            .ok_or_else(|| PublishError::UnknownMessage(wanted.clone())),
+        None => channel.messages.first().ok_or_else(|| {
+            PublishError::UnknownMessage("(the channel declares no message)".into())
+        }),
+    }
 }
 
 fn check(message: &MessageEntry, payload: &Value, headers: &Value) -> Result<(), PublishError> {

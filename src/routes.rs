@@ -11,6 +11,7 @@ use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::catalog::{Catalog, ChannelEntry};
 use crate::config::{RouteConfig, RouteEnd};
 use crate::ids::DocumentId;
+use crate::publish::Validation;
 
 /// A route ready to run.
 #[derive(Clone)]
@@ -28,6 +29,10 @@ pub struct Route {
     pub to_parameters: BTreeMap<String, String>,
     /// Who the access rules see.
     pub principal: Principal,
+    /// Whether each message is checked against the target's schema.
+    pub validation: Validation,
+    /// Messages that may wait for the target at most.
+    pub max_pending: usize,
 }
 
 impl Route {
@@ -94,6 +99,11 @@ pub fn resolve(
                 claims,
                 expires_at: None,
             },
+            validation: match config.validate {
+                true => Validation::On,
+                false => Validation::Off,
+            },
+            max_pending: config.max_pending,
         };
         check_parameters(&route).map_err(failed)?;
         authorize(&route, catalog, auth).map_err(failed)?;

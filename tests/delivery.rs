@@ -204,3 +204,49 @@ fn now_micros() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or_default()
 }
+
+/// Stopping the gateway while a publish waits for a broker that is down
+/// answers the publish and does not wait out the buffer's limit.
+#[actix_rt::test]
+async fn stopping_answers_a_publish_that_waits_for_its_broker() {
+    let mut proxy = TcpProxy::start(1883).await;
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.server.publish_timeout_ms = 20_000;
+    config.brokers.buffer_timeout_ms = 15_000;
+    let gw = TestGateway::start(config).await;
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let address = format!("stepflow-stop-{}", uuid::Uuid::new_v4().simple());
+    let registered = gw.register("Events", &events(&host, &address), None).await;
+    let channel = channel_id(&registered, &address);
+    proxy.down();
+    let waiting = {
+        let (client, base) = (gw.client.clone(), gw.base.clone());
+        let body = json!({"channel_id": channel, "message_data": {"seq": 1}});
+        actix_rt::spawn(async move {
+            let mut response = client
+                .post(format!("{base}/messages/publish"))
+                .send_json(&body)
+                .await
+                .expect("answered");
+            let body = response.body().await.unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    gw.stop().await;
+    let (status, body) = waiting.await.expect("publish task");
+    println!(
+        "stopped in {:?}; the waiting publish got {status}",
+        started.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "stopping did not wait out the buffer"
+    );
+}

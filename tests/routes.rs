@@ -63,6 +63,8 @@ fn route(name: &str, from: (&str, &str), to: (&str, &str)) -> RouteConfig {
         to: end(to),
         principal: None,
         roles: Vec::new(),
+        validate: true,
+        max_pending: 100_000,
     }
 }
 

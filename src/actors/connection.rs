@@ -156,6 +156,13 @@ pub struct Unsubscribe {
     pub consumer_id: u64,
 }
 
+/// Stops holding publishes for a broker that is down: those waiting fail
+/// at once, and so do later ones that would wait. Sent when the gateway
+/// stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopHolding;
+
 /// Asks for the connection's status.
 #[derive(Message)]
 #[rtype(result = "ConnectionStatus")]
@@ -207,6 +214,9 @@ pub struct BrokerConnection {
     /// True while held publishes go out after a reconnect; new ones wait
     /// behind them, so that order is kept.
     draining: bool,
+    /// Set once the gateway stops: a publish no longer waits for the
+    /// broker to come back.
+    stopping: bool,
 }
 
 /// A publish waiting for the broker to come back.
@@ -241,6 +251,7 @@ impl BrokerConnection {
             events_tx: None,
             held: VecDeque::new(),
             draining: false,
+            stopping: false,
         }
     }
 
@@ -331,6 +342,9 @@ impl BrokerConnection {
         };
         if wait.is_zero() {
             return refuse(reason.unwrap_or_else(|| self.unavailable()));
+        }
+        if self.stopping {
+            return refuse(format!("the gateway is stopping: {}", self.unavailable()));
         }
         if self.held.len() >= self.settings.buffer_capacity {
             let waiting = self.held.len();
@@ -497,7 +511,7 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
         match event {
             AdapterEvent::Message(mut inbound) => {
                 let via = inbound.via.take();
-                let delivery = Delivery::from_inbound(inbound);
+                let mut delivery = Delivery::from_inbound(inbound);
                 if let Some(filter) = via {
                     // A subscription that has just ended takes nothing.
                     if let Some(slot) = self.subscriptions.get(&filter) {
@@ -505,10 +519,16 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
                     }
                     return;
                 }
+                let settle = delivery.settle.take();
                 for (filter, slot) in &self.subscriptions {
                     if filter.matches(&delivery.topic) {
-                        slot.subscription.do_send(delivery.clone());
+                        let mut copy = delivery.clone();
+                        copy.settle.clone_from(&settle);
+                        slot.subscription.do_send(copy);
                     }
+                }
+                if let Some(settle) = settle {
+                    settle.done();
                 }
             }
             AdapterEvent::Disconnected(reason) => {
@@ -644,6 +664,20 @@ impl Handler<Unsubscribe> for BrokerConnection {
             }
             .into_actor(self),
         );
+    }
+}
+
+impl Handler<StopHolding> for BrokerConnection {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopHolding, _ctx: &mut Self::Context) {
+        self.stopping = true;
+        let unavailable = self.unavailable();
+        for held in self.held.drain(..) {
+            let why = held.reason.unwrap_or_else(|| unavailable.clone());
+            let reason = format!("the gateway is stopping: {why}");
+            let _ = held.reply.send(Err(BrokerError::Unavailable(reason)));
+        }
     }
 }
 

@@ -92,6 +92,7 @@ impl Actor for SseSession {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),
             missed: Some(ctx.address().recipient()),
+            settles: false,
         };
         let (filter, resume) = (self.parts.filter.clone(), self.parts.resume_after.clone());
         let subscribe = Subscribe::to_channel(

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::broker::{Inbound, TopicFilter};
+use crate::broker::{Inbound, Settle, TopicFilter};
 
 /// One message handed to a consumer.
 #[derive(Debug, Clone, Message)]
@@ -27,6 +27,9 @@ pub struct Delivery {
     /// `<epoch>-<sequence>`, given by the channel subscription that fans it
     /// out; an SSE client resumes after it with `Last-Event-ID`.
     pub event_id: Option<Arc<str>>,
+    /// The broker's acknowledgement, given only to consumers that must be
+    /// done with the message before the broker may forget it (a route).
+    pub settle: Option<Settle>,
 }
 
 /// Tells a resuming consumer that some messages since its last event are
@@ -51,6 +54,7 @@ impl Delivery {
             headers: Arc::new(inbound.headers),
             received_at: Utc::now(),
             event_id: None,
+            settle: inbound.settle,
         }
     }
 }
@@ -72,6 +76,10 @@ pub struct ConsumerAddr {
     pub ended: Recipient<SubscriptionEnded>,
     /// Is told of messages lost before a resume, if it resumes.
     pub missed: Option<Recipient<MissedEvents>>,
+    /// Whether the broker may forget a message only once this consumer is
+    /// done with it (a route); other consumers get no [`Settle`] with
+    /// their deliveries.
+    pub settles: bool,
 }
 
 /// Adds a consumer.
@@ -197,6 +205,7 @@ impl Handler<Delivery> for ChannelSubscription {
     fn handle(&mut self, mut msg: Delivery, _ctx: &mut Self::Context) {
         self.next_seq += 1;
         msg.event_id = Some(format!("{}-{}", self.epoch, self.next_seq).into());
+        let settle = msg.settle.take();
         if self.recent_capacity > 0 {
             if self.recent.len() == self.recent_capacity {
                 self.recent.pop_front();
@@ -204,9 +213,17 @@ impl Handler<Delivery> for ChannelSubscription {
             self.recent.push_back(msg.clone());
         }
         // Consumers bound their own queues; a consumer that has stopped is
-        // removed when its RemoveConsumer arrives.
+        // removed when its RemoveConsumer arrives, and a copy it can no
+        // longer take gives the message back.
         for consumer in self.consumers.values() {
-            consumer.deliveries.do_send(msg.clone());
+            let mut copy = msg.clone();
+            if consumer.settles {
+                copy.settle.clone_from(&settle);
+            }
+            consumer.deliveries.do_send(copy);
+        }
+        if let Some(settle) = settle {
+            settle.done();
         }
     }
 }

@@ -8,7 +8,9 @@ use std::future::Future;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::connection::{BrokerConnection, BrokerSpec, ConnectionStatus, Disconnect, GetStatus};
+use super::connection::{
+    BrokerConnection, BrokerSpec, ConnectionStatus, Disconnect, GetStatus, StopHolding,
+};
 use crate::broker::AdapterContext;
 use crate::config::BrokersConfig;
 use crate::ids::BrokerId;
@@ -28,6 +30,12 @@ pub struct RemoveBrokers(pub Vec<BrokerId>);
 #[derive(Message)]
 #[rtype(result = "Vec<ConnectionStatus>")]
 pub struct AllStatus;
+
+/// Tells every connection that the gateway is stopping, so that no
+/// publish waits for a broker that is down; replies once all know.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stopping;
 
 /// Disconnects every broker; replies when all are closed.
 #[derive(Message)]
@@ -120,6 +128,21 @@ impl Handler<AllStatus> for BrokerSupervisor {
                 .into_iter()
                 .filter_map(Result::ok)
                 .collect()
+        })
+    }
+}
+
+impl Handler<Stopping> for BrokerSupervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Stopping, _ctx: &mut Self::Context) -> Self::Result {
+        let told: Vec<_> = self
+            .connections
+            .values()
+            .map(|addr| addr.send(StopHolding))
+            .collect();
+        Box::pin(async move {
+            join_all(told).await;
         })
     }
 }

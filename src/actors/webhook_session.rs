@@ -267,6 +267,7 @@ impl WebhookSession {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),
             missed: Some(ctx.address().recipient()),
+            settles: false,
         };
         let resume = self.last_event_id.as_deref().map(str::to_owned);
         let subscribe = Subscribe::to_channel(

@@ -208,6 +208,7 @@ impl Actor for WsSession {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),
             missed: None,
+            settles: false,
         };
         let filter = self.parts.filter.clone();
         let subscribe = Subscribe::to_channel(

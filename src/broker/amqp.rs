@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
@@ -30,9 +30,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, DefaultC
 use tokio::task::JoinHandle;
 
 use super::address::{dotted, undotted};
+use super::settle::IN_HAND_LIMIT;
 use super::{
-    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
-    TopicFilter,
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, Settle,
+    SubscribeOptions, TopicFilter,
 };
 use crate::config::SaslMechanism;
 use crate::credentials::{Credentials, TlsFiles};
@@ -416,6 +417,11 @@ impl AmqpAdapter {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let consume = connection.create_channel().await?;
+        // Each consumer may hold this many unacknowledged messages; a route
+        // whose target is down leaves the rest with the broker.
+        consume
+            .basic_qos(IN_HAND_LIMIT, BasicQosOptions::default())
+            .await?;
         Ok(Live {
             connection,
             publish,
@@ -534,35 +540,58 @@ async fn bind_queue(
     Ok((name, consumer))
 }
 
-/// Hands each delivery on, then acknowledges it, until the task is aborted.
+/// Hands each delivery on until the task is aborted; it is acknowledged
+/// once every consumer is done with it (a route: once its target broker
+/// has taken it), or at once when it is not for this subscription.
 async fn forward(
     mut consumer: lapin::Consumer,
     filter: TopicFilter,
     source: Source,
     events_tx: EventsTx,
 ) {
+    let runtime = tokio::runtime::Handle::current();
     while let Some(Ok(delivery)) = consumer.next().await {
         let topic = match &source {
             Source::Routed(shape) => undotted(shape, delivery.routing_key.as_str()).map(Into::into),
             Source::Fixed(address) => Some(address.clone()),
         };
-        if let Some(topic) = topic {
-            let inbound = Inbound {
-                topic,
-                payload: bytes::Bytes::copy_from_slice(&delivery.data),
-                headers: inbound_headers(&delivery.properties),
-                via: Some(filter.clone()),
-            };
-            if events_tx
-                .send(AdapterEvent::Message(inbound))
-                .await
-                .is_err()
-            {
-                return;
-            }
+        let Some(topic) = topic else {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            continue;
+        };
+        let (acker, runtime) = (delivery.acker.clone(), runtime.clone());
+        let settle = Settle::new(move |ack| {
+            // A channel closed meanwhile has given the message back to its
+            // queue already: then neither answer has anything left to do.
+            runtime.spawn(async move {
+                let _ = match ack {
+                    true => acker.ack(BasicAckOptions::default()).await,
+                    false => acker.nack(requeue()).await,
+                };
+            });
+        });
+        let inbound = Inbound {
+            topic,
+            payload: bytes::Bytes::copy_from_slice(&delivery.data),
+            headers: inbound_headers(&delivery.properties),
+            via: Some(filter.clone()),
+            settle: Some(settle),
+        };
+        if events_tx
+            .send(AdapterEvent::Message(inbound))
+            .await
+            .is_err()
+        {
+            return;
         }
-        // Handed on for fan-out, or not ours: either way it is done.
-        let _ = delivery.ack(BasicAckOptions::default()).await;
+    }
+}
+
+/// Gives a message back to its queue, for another consumer or a later try.
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        multiple: false,
+        requeue: true,
     }
 }
 

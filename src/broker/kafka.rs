@@ -6,9 +6,10 @@
 //! wildcard one reads every matching topic from the end and, once a second,
 //! adds topics created since, from their beginning. With a consumer group
 //! (the operation binding's `groupId`, else the config's), a subscription
-//! commits each message's offset under that group once it is handed on, and
-//! starts from the group's committed offsets where there are some, so
-//! messages published while the gateway was away are not missed.
+//! commits a message's offset under that group once every consumer is done
+//! with it (a route: once its target broker has taken it), and starts from
+//! the group's committed offsets where there are some, so messages
+//! published while the gateway was away are not missed.
 //!
 //! Addresses map to topic names reversibly: `_` becomes `__`, `/` becomes
 //! `_s`, and any other character Kafka forbids becomes `_x` and its UTF-8
@@ -30,15 +31,18 @@ use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::SaslMechanism;
 use crate::credentials::Credentials;
 
+use super::settle::IN_HAND_LIMIT;
 use super::{
-    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, SubscribeOptions,
-    TopicFilter,
+    AdapterEvent, BrokerError, EventsTx, Inbound, Outbound, ProtocolAdapter, Settle,
+    SubscribeOptions, TopicFilter,
 };
+use offsets::Offsets;
 
 /// Partitions of a topic the gateway creates.
 const NEW_TOPIC_PARTITIONS: i32 = 1;
@@ -338,7 +342,6 @@ impl KafkaAdapter {
             .map_err(|e| BrokerError::Unavailable(format!("cannot create Kafka consumer: {e}")))
     }
 
-    /// Stops every subscription's tasks; their consumers close with them.
     /// Stops every subscription's tasks and waits for their last commits;
     /// their consumers close with them.
     async fn stop_subscriptions(&self) {
@@ -394,6 +397,14 @@ impl KafkaAdapter {
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.to_owned(), at_least);
         Ok(at_least)
+    }
+
+    /// Forgets that `topic` exists, so that it is created again.
+    fn forget_topic(&self, topic: &str) {
+        self.known_topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic);
     }
 
     /// A consumer reading every partition of `topic` from its current end,
@@ -570,31 +581,52 @@ fn scan_topics(
     })
 }
 
-/// Forwards a consumer's messages until the task is aborted; with a group,
-/// each offset is stored for commit once its message is handed on.
+/// Forwards a consumer's messages until the task is aborted. At most
+/// [`IN_HAND_LIMIT`] of them are in hand at once: a consumer that holds on
+/// to messages (a route whose target is down) stops the reading. With a
+/// group, a record's offset is stored for commit once every consumer is
+/// done with it, and never past a record still in hand or given back.
 fn forward(consumer: Arc<StreamConsumer>, reading: Reading, events_tx: EventsTx) -> JoinHandle<()> {
+    let offsets = reading.commit.then(|| Offsets::new(consumer.clone()));
+    let window = Arc::new(Semaphore::new(usize::from(IN_HAND_LIMIT)));
     tokio::spawn(async move {
         let mut stream = consumer.stream();
         while let Some(item) = stream.next().await {
             let Ok(message) = item else { continue };
-            if let Some(topic) = reading.address(&message) {
-                let inbound = Inbound {
-                    topic: topic.into(),
-                    payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-                    headers: record_headers(&message),
-                    via: Some(reading.filter.clone()),
-                };
-                if events_tx
-                    .send(AdapterEvent::Message(inbound))
-                    .await
-                    .is_err()
-                {
-                    return;
+            let (topic, partition, offset) =
+                (message.topic(), message.partition(), message.offset());
+            let Some(address) = reading.address(&message) else {
+                if let Some(offsets) = &offsets {
+                    offsets.skipped(topic, partition, offset);
                 }
-            }
-            if reading.commit {
-                // Fails only for a partition no longer assigned.
-                let _ = consumer.store_offset_from_message(&message);
+                continue;
+            };
+            let Ok(permit) = window.clone().acquire_owned().await else {
+                return;
+            };
+            let held = offsets
+                .clone()
+                .inspect(|o| o.taken(topic, partition, offset));
+            let topic = topic.to_owned();
+            let settle = Settle::new(move |done| {
+                drop(permit);
+                if let (Some(offsets), true) = (held, done) {
+                    offsets.settled(&topic, partition, offset);
+                }
+            });
+            let inbound = Inbound {
+                topic: address.into(),
+                payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+                headers: record_headers(&message),
+                via: Some(reading.filter.clone()),
+                settle: Some(settle),
+            };
+            if events_tx
+                .send(AdapterEvent::Message(inbound))
+                .await
+                .is_err()
+            {
+                return;
             }
         }
     })
@@ -682,9 +714,15 @@ impl ProtocolAdapter for KafkaAdapter {
         }
         match producer.send(record, self.timeout).await {
             Ok(_) => Ok(()),
-            Err((error, _)) => Err(BrokerError::Unavailable(format!(
-                "Kafka did not take the message: {error}"
-            ))),
+            Err((error, _)) => {
+                // The broker may have restarted without its topics (it
+                // then answers "unknown topic", or nothing in time): the
+                // next try makes sure the topic exists again.
+                self.forget_topic(&topic);
+                Err(BrokerError::Unavailable(format!(
+                    "Kafka did not take the message: {error}"
+                )))
+            }
         }
     }
 
@@ -772,6 +810,8 @@ impl ProtocolAdapter for KafkaAdapter {
         self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
+
+mod offsets;
 
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,7 @@ impl MemoryBus {
             payload: message.payload,
             headers: message.headers,
             via: None,
+            settle: None,
         };
         for events_tx in receivers {
             // A receiver that has gone away has nothing left to deliver to.

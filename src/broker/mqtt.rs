@@ -1,5 +1,10 @@
 //! MQTT 3.1.1 through paho-mqtt: publish with the binding's QoS, subscribe
 //! with topic filters, and report a lost connection to the owning actor.
+//! The session is kept by the broker while the gateway is disconnected, so
+//! QoS 1 and 2 messages that arrive meanwhile are delivered on reconnect;
+//! a clean disconnect ends it. paho acknowledges a received QoS 1 or 2
+//! message as it reads it, before the gateway hands it on: an MQTT source
+//! cannot hold its acknowledgement until a route's target has the message.
 
 use std::time::Duration;
 
@@ -132,6 +137,26 @@ impl MqttAdapter {
         Ok(Self { client, options })
     }
 
+    /// Options of a connection: `clean` starts a session afresh and ends
+    /// it with the connection. Otherwise the broker keeps the session, its
+    /// subscriptions and the QoS 1 and 2 messages that arrive for them,
+    /// while the gateway is disconnected, across a broker restart too
+    /// where the broker persists sessions; a reconnection resumes it.
+    fn connect_options(&self, clean: bool) -> Result<paho::ConnectOptions, BrokerError> {
+        let mut builder = paho::ConnectOptionsBuilder::new_v3();
+        builder
+            .keep_alive_interval(KEEP_ALIVE)
+            .clean_session(clean)
+            .connect_timeout(self.options.connect_timeout);
+        if let Some((user, password)) = &self.options.credentials {
+            builder.user_name(user.as_str()).password(password.as_str());
+        }
+        if let Some(tls) = &self.options.tls {
+            builder.ssl_options(ssl_options(tls)?);
+        }
+        Ok(builder.finalize())
+    }
+
     fn install_callbacks(&self, events_tx: EventsTx) {
         let lost_tx = events_tx.clone();
         self.client.set_connection_lost_callback(move |_| {
@@ -148,6 +173,7 @@ impl MqttAdapter {
                 payload: bytes::Bytes::copy_from_slice(message.payload()),
                 headers: Vec::new(),
                 via: None,
+                settle: None,
             };
             let _ = events_tx.blocking_send(AdapterEvent::Message(inbound));
         });
@@ -158,20 +184,7 @@ impl MqttAdapter {
 impl ProtocolAdapter for MqttAdapter {
     async fn connect(&self, events_tx: EventsTx) -> Result<(), BrokerError> {
         self.install_callbacks(events_tx);
-        let options = {
-            let mut builder = paho::ConnectOptionsBuilder::new_v3();
-            builder
-                .keep_alive_interval(KEEP_ALIVE)
-                .clean_session(true)
-                .connect_timeout(self.options.connect_timeout);
-            if let Some((user, password)) = &self.options.credentials {
-                builder.user_name(user.as_str()).password(password.as_str());
-            }
-            if let Some(tls) = &self.options.tls {
-                builder.ssl_options(ssl_options(tls)?);
-            }
-            builder.finalize()
-        };
+        let options = self.connect_options(false)?;
         let server = &self.options.server_uri;
         self.client.connect(options).await.map(|_| ()).map_err(|e| {
             // paho shows a refusal's return code only as "(0)".
@@ -230,9 +243,17 @@ impl ProtocolAdapter for MqttAdapter {
     }
 
     async fn disconnect(&self) {
-        if self.client.is_connected() {
-            // The connection is going away either way.
-            let _ = self.client.disconnect(None).await;
+        if !self.client.is_connected() {
+            return;
+        }
+        // The connection is going away either way. A clean connection
+        // after it has the broker forget the session, so that nothing is
+        // queued for a gateway that will not come back as this client.
+        let _ = self.client.disconnect(None).await;
+        if let Ok(options) = self.connect_options(true) {
+            if self.client.connect(options).await.is_ok() {
+                let _ = self.client.disconnect(None).await;
+            }
         }
     }
 }

@@ -192,6 +192,7 @@ impl ProtocolAdapter for NatsAdapter {
                     payload: message.payload,
                     headers,
                     via: Some(shape.clone()),
+                    settle: None,
                 };
                 if events_tx
                     .send(AdapterEvent::Message(inbound))

@@ -183,6 +183,7 @@ async fn read_frames(
             payload,
             headers: Vec::new(),
             via: None,
+            settle: None,
         };
         if events_tx
             .send(AdapterEvent::Message(inbound))

@@ -781,6 +781,17 @@ impl Private {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Stops the broker with SIGTERM and waits for it, so that it writes
+    /// what it keeps on disk.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Kills the broker and, where it runs in a group of its own (a
     /// start script and its runtime), the whole group.
     pub fn down(&mut self) {
