@@ -2,6 +2,7 @@
 
 mod asyncapis;
 pub mod auth;
+pub mod body;
 mod channels;
 mod health;
 mod messages;
@@ -57,16 +58,10 @@ pub struct AppState {
     pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Registers every route and the request-body limits.
+/// Registers every route and the error mapping of queries and paths.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
-        let limit = state.config.server.max_body_bytes;
         cfg.app_data(web::Data::new(state))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(limit)
-                    .error_handler(problem::json_error),
-            )
             .app_data(web::QueryConfig::default().error_handler(problem::query_error))
             .app_data(web::PathConfig::default().error_handler(problem::path_error))
             .service(

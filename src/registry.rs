@@ -321,6 +321,16 @@ fn parse_content(
     }
 }
 
+/// A document's channels as a publish sees them, loaded and compiled
+/// without storing anything or connecting a broker (for fuzzing and
+/// offline checks); neighbour files come from `request.files`.
+pub fn compile_offline(request: &RegisterRequest) -> Result<Vec<ChannelEntry>, RegistryError> {
+    let files = FileMap(request.files.clone());
+    let (content, document, format) = parse_content(request, &files, None)?;
+    let rows = build_rows(request, content, &document, format, Utc::now())?;
+    Ok(compile(&rows)?)
+}
+
 /// Every row of a registration, with fresh ids.
 fn build_rows(
     request: &RegisterRequest,

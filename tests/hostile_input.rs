@@ -318,3 +318,139 @@ async fn an_amqp_routing_key_too_long_is_refused_and_the_connection_lives() {
     assert_eq!(status, 200, "the connection still serves: {outcome}");
     gw.stop().await;
 }
+
+/// Posts `body` as it is to `/messages/publish`; answers the status and
+/// the problem document.
+async fn post_raw(gw: &TestGateway, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let mut response = gw
+        .client
+        .post(format!("{}/messages/publish", gw.base))
+        .insert_header(("content-type", content_type))
+        .send_body(body)
+        .await
+        .expect("answered");
+    let problem: Value = response.json().limit(1 << 20).await.unwrap_or(Value::Null);
+    (response.status().as_u16(), problem)
+}
+
+/// Publish bodies that are too large, broken, too deep, not UTF-8 or of the
+/// wrong shape are each refused with a status that fits and a problem
+/// document that says what and where; the gateway serves on.
+#[actix_rt::test]
+async fn publish_bodies_that_hurt_get_clear_refusals() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.server.max_body_bytes = 16 * 1024;
+    config.websocket.max_frame_bytes = 16 * 1024;
+    let gw = TestGateway::start(config).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: Bodies, version: '1'}\nchannels:\n  b:\n    publish: {message: {payload: {type: object}}}\n";
+    let registered = gw.register("bodies", document, None).await;
+    let channel = channel_id(&registered, "b");
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "oversized",
+            "application/json",
+            json!({"channel_id": channel, "message_data": {"pad": "x".repeat(20_000)}})
+                .to_string()
+                .into_bytes(),
+            413,
+            "exceeds the limit of 16384 bytes",
+        ),
+        (
+            "truncated",
+            "application/json",
+            format!(r#"{{"channel_id": "{channel}", "message_data": {{"#).into_bytes(),
+            400,
+            "EOF while parsing",
+        ),
+        (
+            "deeply nested",
+            "application/json",
+            format!(r#"{{"channel_id": "{channel}", "message_data": {deep}}}"#).into_bytes(),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            "invalid UTF-8",
+            "application/json",
+            [
+                br#"{"channel_id": ""#.as_slice(),
+                &[0xff, 0xfe],
+                br#"", "message_data": {}}"#,
+            ]
+            .concat(),
+            400,
+            "invalid",
+        ),
+        (
+            "wrong type",
+            "application/json",
+            json!({"channel_id": channel, "message_data": {}, "headers": ["x"]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "/headers",
+        ),
+        (
+            "missing field",
+            "application/json",
+            json!({"message_data": {}}).to_string().into_bytes(),
+            400,
+            "/channel_id",
+        ),
+        (
+            "not JSON",
+            "text/plain",
+            b"temperature=21".to_vec(),
+            415,
+            "Content-Type: application/json",
+        ),
+    ];
+    for (case, content_type, body, status, says) in cases {
+        let (got, problem) = post_raw(&gw, content_type, body).await;
+        assert_eq!(got, status, "{case}: {problem}");
+        assert_eq!(problem["status"], status, "{case}: a problem document");
+        assert!(
+            problem.to_string().contains(says),
+            "{case}: expected `{says}` in {problem}"
+        );
+    }
+
+    // Over a WebSocket: a broken frame and a deep one are answered and the
+    // session lives; one over the size limit closes it with 1009.
+    let mut ws = gw.subscribe(&channel, "").await;
+    for (text, says) in [
+        ("{\"message_data\": ".to_owned(), "EOF while parsing"),
+        (format!("{{\"message_data\": {deep}}}"), "recursion limit"),
+        (
+            r#"{"message_data": {}, "parameters": 7}"#.to_owned(),
+            "/parameters",
+        ),
+    ] {
+        ws.send_text(text).await;
+        let frame = ws.next_json(Duration::from_secs(5)).await.expect("a reply");
+        assert_eq!(frame["type"], "error", "{frame}");
+        assert!(
+            frame.to_string().contains(says),
+            "expected `{says}` in {frame}"
+        );
+    }
+    ws.send_text(format!(
+        r#"{{"message_data": {{"pad": "{}"}}}}"#,
+        "x".repeat(20_000)
+    ))
+    .await;
+    let reason = ws.next_close(Duration::from_secs(5)).await.expect("closed");
+    assert_eq!(reason.code, awc::ws::CloseCode::Size);
+    assert!(
+        reason.description.unwrap_or_default().contains("16384"),
+        "the close names the limit"
+    );
+
+    let body = json!({"channel_id": channel, "message_data": {"ok": true}});
+    let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_alive(&gw).await;
+    gw.stop().await;
+}

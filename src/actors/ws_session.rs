@@ -49,6 +49,9 @@ pub struct WsSessionParts {
     pub principal: crate::auth::Principal,
     /// Frames queued for the client at most.
     pub queue_capacity: usize,
+    /// The largest message the client may send; a larger one closes the
+    /// session with 1009.
+    pub max_frame_bytes: usize,
     /// Turns true when the gateway shuts down; the gateway holds the sender.
     pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
 }
@@ -122,10 +125,15 @@ impl WsSession {
     }
 
     fn publish_text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        let request: PublishRequest = match serde_json::from_str::<PublishFrame>(text) {
+        let request: PublishRequest = match crate::http::body::parse::<PublishFrame>(
+            text.as_bytes(),
+        ) {
             Ok(frame) => frame.into_request(self.parts.channel.id.to_string()),
             Err(error) => {
-                let frame = json!({"type": "error", "status": 400, "title": "malformed publish frame", "detail": error.to_string()});
+                let mut frame = json!({"type": "error", "status": 400, "title": "malformed publish frame", "detail": error.to_string()});
+                if let crate::http::problem::ApiError::MalformedField { pointer, message } = error {
+                    frame["errors"] = json!([{ "pointer": pointer, "message": message }]);
+                }
                 self.send_json(&frame, ctx);
                 return;
             }
@@ -280,6 +288,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 ctx,
             ),
             Ok(_) => {}
+            Err(ProtocolError::Overflow) => {
+                let limit = self.parts.max_frame_bytes;
+                let reason = format!("message exceeds the limit of {limit} bytes");
+                self.close(CloseCode::Size, reason, ctx)
+            }
             Err(error) => self.close(CloseCode::Protocol, error.to_string(), ctx),
         }
     }

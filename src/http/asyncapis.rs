@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::auth::Caller;
+use super::body::JsonBody;
 use super::problem::ApiError;
 use super::{views, AppState};
 use crate::actors::webhooks::RemoveDocumentWebhooks;
@@ -14,7 +15,7 @@ use crate::registry::RegisterRequest;
 pub async fn register(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<RegisterRequest>,
+    body: JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.require_admin(&caller.0)?;
     let registered = state.registry.register(body.into_inner()).await?;

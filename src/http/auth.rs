@@ -13,6 +13,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::JsonBody;
 use super::problem::ApiError;
 use super::AppState;
 use crate::auth::acl::{self, StoredRule};
@@ -164,7 +165,7 @@ pub struct NewKey {
 pub async fn create_key(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<NewKey>,
+    body: JsonBody<NewKey>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.require_admin(&caller.0)?;
     let request = body.into_inner();
@@ -248,7 +249,7 @@ pub async fn list_rules(
 pub async fn create_rule(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<AclRule>,
+    body: JsonBody<AclRule>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.require_admin(&caller.0)?;
     let rule = body.into_inner();

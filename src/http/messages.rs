@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::body::JsonBody;
 use super::problem::ApiError;
 use super::AppState;
 use crate::publish::PublishRequest;
@@ -15,7 +16,7 @@ use crate::store;
 pub async fn publish(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<PublishRequest>,
+    body: JsonBody<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .publisher

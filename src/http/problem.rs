@@ -172,6 +172,17 @@ pub enum ApiError {
     /// The request body is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// The request body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A field of the request body has the wrong shape or is missing.
+    #[error("invalid JSON body at `{pointer}`: {message}")]
+    MalformedField {
+        /// JSON pointer to the field in the request body.
+        pointer: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// One field of a well-formed request has a value that cannot be used.
     #[error("{message}")]
     InvalidField {
@@ -230,6 +241,22 @@ impl ApiError {
                 "Request body too large",
                 detail,
             ),
+            ApiError::UnsupportedMediaType(_) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Request body must be JSON",
+                detail,
+            ),
+            ApiError::MalformedField { pointer, message } => {
+                let mut p = Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "Malformed request",
+                    detail,
+                );
+                p.errors = Some(json!([{ "pointer": pointer, "message": message }]));
+                p
+            }
             ApiError::InvalidField { pointer, message } => {
                 let mut p = Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -341,29 +368,6 @@ impl ResponseError for ApiError {
         response
             .content_type("application/problem+json")
             .json(problem)
-    }
-}
-
-/// Maps a body that is not the expected JSON.
-pub fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> error::Error {
-    match err {
-        error::JsonPayloadError::Overflow { limit }
-        | error::JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            ApiError::TooLarge(format!("request body exceeds the limit of {limit} bytes")).into()
-        }
-        error::JsonPayloadError::ContentType => ApiError::BadRequest(
-            "request body must be JSON with Content-Type: application/json".into(),
-        )
-        .into(),
-        error::JsonPayloadError::Deserialize(e) => {
-            ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
-        }
-        other => {
-            tracing::debug!(error = %other, "request body could not be read");
-            let message =
-                "request body could not be read: it is truncated or its encoding is invalid";
-            ApiError::BadRequest(message.into()).into()
-        }
     }
 }
 

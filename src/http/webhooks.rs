@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
+use super::body::JsonBody;
 use super::problem::ApiError;
 use super::subscription::Target;
 use super::AppState;
@@ -44,7 +45,7 @@ pub struct CreateWebhook {
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<CreateWebhook>,
+    body: JsonBody<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let fixed = parameter_values(&request.parameters)?;

@@ -43,6 +43,7 @@ pub async fn subscribe(
         publisher: state.publisher.clone(),
         principal: caller.0,
         queue_capacity: state.config.websocket.queue_capacity,
+        max_frame_bytes: max_frame,
         shutdown_rx: state.shutdown_rx.clone(),
     };
     let stream = stream
