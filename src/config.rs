@@ -525,15 +525,26 @@ fn default_max_pending() -> usize {
     100_000
 }
 
-/// One end of a route: a channel of a loaded document.
-#[derive(Debug, Clone, Deserialize)]
+/// One end of a route: a channel of a loaded document, or a raw address
+/// on one of its servers.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEnd {
     /// The document's name.
     pub document: String,
     /// The channel: its address as written, or its name (key) in the
-    /// document.
-    pub channel: String,
+    /// document. Give either this or `address`.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// A raw address on a broker of the document, which no channel
+    /// declares: `{name}` stands for a level of any value, captured on
+    /// `from` and filled on `to`. Messages to it are not validated.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// With `address`, the server (broker) of the document that carries
+    /// it; needed when the document has several.
+    #[serde(default)]
+    pub server: Option<String>,
     /// Parameter values: on `from`, they narrow what is taken; on `to`,
     /// they fill its address, `{name}` standing for a value captured from
     /// `from`. A `to` parameter not given takes the captured value of the

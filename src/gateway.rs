@@ -207,11 +207,11 @@ fn start_routes(
     let routes = crate::routes::resolve(&config.routes, &catalog, auth)?;
     let mut routers = Vec::new();
     for route in routes {
-        let target = Target::resolve(&catalog, route.from.id.to_string(), &route.from_parameters)
+        let target = Target::for_channel(&catalog, route.from.clone(), &route.from_parameters)
             .map_err(|e| crate::routes::RouteError {
-            route: route.name.clone(),
-            reason: format!("from: {e}"),
-        })?;
+                route: route.name.clone(),
+                reason: format!("from: {e}"),
+            })?;
         tracing::info!(route = %route.name, from = %route.from.row.address, to = %route.to.row.address, "route started");
         let router = Router::new(route, publisher.clone(), target.connection, target.filter);
         routers.push(router.start());

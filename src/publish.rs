@@ -48,10 +48,12 @@ pub struct PublishOutcome {
     pub call_log_id: CallLogId,
     /// The channel.
     pub channel_id: ChannelId,
-    /// The message definition selected.
-    pub message_id: MessageId,
+    /// The message definition selected; none for a route's raw address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
     /// Its name.
-    pub message_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_name: Option<String>,
     /// The concrete address (topic) published to.
     pub address: String,
     /// The broker that took it.
@@ -185,6 +187,7 @@ struct Call<'a> {
     request: &'a PublishRequest,
     principal: &'a Principal,
     validation: Validation,
+    raw: Option<&'a ChannelEntry>,
     id: &'a CallLogId,
     started: Instant,
 }
@@ -228,15 +231,19 @@ impl Publisher {
         request: PublishRequest,
         principal: &Principal,
     ) -> Result<PublishOutcome, PublishFailure> {
-        self.publish_as(request, principal, Validation::On).await
+        self.publish_as(request, principal, Validation::On, None)
+            .await
     }
 
-    /// [`Publisher::publish`], with the payload checked or not.
+    /// [`Publisher::publish`], with the payload checked or not; with
+    /// `raw`, on that channel (a route's raw address, which no document
+    /// declares and no schema checks) rather than the request's.
     pub async fn publish_as(
         &self,
         request: PublishRequest,
         principal: &Principal,
         validation: Validation,
+        raw: Option<&ChannelEntry>,
     ) -> Result<PublishOutcome, PublishFailure> {
         let started = Instant::now();
         let id = CallLogId::generate();
@@ -248,6 +255,7 @@ impl Publisher {
             request: &request,
             principal,
             validation,
+            raw,
             id: &id,
             started,
         };
@@ -290,23 +298,28 @@ impl Publisher {
             request,
             principal,
             validation,
+            raw,
             id,
             started,
         } = call;
         let catalog = self.catalog.load();
         let channel_id = ChannelId::from(request.channel_id.as_str());
-        let channel = catalog
-            .channel(&channel_id)
-            .ok_or_else(|| PublishError::UnknownChannel(request.channel_id.clone()))?;
+        let channel: &ChannelEntry = match raw {
+            Some(channel) => channel,
+            None => catalog
+                .channel(&channel_id)
+                .ok_or_else(|| PublishError::UnknownChannel(request.channel_id.clone()))?,
+        };
         attempt.channel_id = Some(channel.id.clone());
         attempt.document_id = Some(DocumentId::from(channel.row.document_id.clone()));
 
         let headers = Value::Object(request.headers.clone().unwrap_or_default());
-        let message = match validation {
-            Validation::On => select_message(channel, request, &headers)?,
-            Validation::Off => named_message(channel, request)?,
+        let message = match (raw, validation) {
+            (Some(_), _) => None,
+            (None, Validation::On) => Some(select_message(channel, request, &headers)?),
+            (None, Validation::Off) => Some(named_message(channel, request)?),
         };
-        attempt.message_id = Some(message.id.clone());
+        attempt.message_id = message.map(|m| m.id.clone());
 
         let values = parameter_values(channel, request, &headers)?;
         let document = catalog.document(&DocumentId::from(channel.row.document_id.clone()));
@@ -315,7 +328,10 @@ impl Publisher {
             document: document.map_or("", |d| d.row.name.as_str()),
             address: &channel.row.address,
             parameters: &values,
-            messages: &[message.row.name.as_str()],
+            messages: &message
+                .map(|m| m.row.name.as_str())
+                .into_iter()
+                .collect::<Vec<_>>(),
         };
         let allowed = self.auth.authorize(principal, &access);
         allowed.map_err(|e| PublishError::Forbidden(e.to_string()))?;
@@ -348,14 +364,17 @@ impl Publisher {
             status: "delivered",
             call_log_id: id.clone(),
             channel_id: channel.id.clone(),
-            message_id: message.id.clone(),
-            message_name: message.row.name.clone(),
+            message_id: message.map(|m| m.id.clone()),
+            message_name: message.map(|m| m.row.name.clone()),
             address,
             broker_id: BrokerId::from(broker.id.clone()),
             protocol: broker.protocol.clone(),
             qos: channel.qos,
-            validated: message.payload.is_some() && validation == Validation::On,
-            not_validated_reason: message.not_validated.clone(),
+            validated: message.is_some_and(|m| m.payload.is_some()) && validation == Validation::On,
+            not_validated_reason: match message {
+                Some(m) => m.not_validated.clone(),
+                None => Some("a raw address has no schema".into()),
+            },
             latency_ms: started.elapsed().as_secs_f64() * 1_000.0,
         })
     }

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::auth::{AccessRequest, Action, Auth, Principal};
-use crate::catalog::{Catalog, ChannelEntry};
+use crate::catalog::{Catalog, ChannelEntry, DocumentEntry};
 use crate::config::{RouteConfig, RouteEnd};
 use crate::ids::DocumentId;
 use crate::publish::Validation;
+use entity::message_channels;
 
 /// A route ready to run.
 #[derive(Clone)]
@@ -24,6 +25,9 @@ pub struct Route {
     pub from_parameters: BTreeMap<String, String>,
     /// The channel messages go to.
     pub to: Arc<ChannelEntry>,
+    /// Whether `to` is a raw address that no document declares: then it
+    /// is published to as it is, with no schema to check.
+    pub to_is_raw: bool,
     /// How the target's parameters are filled: literal text with
     /// `{name}` standing for a value captured from the source.
     pub to_parameters: BTreeMap<String, String>,
@@ -79,8 +83,10 @@ pub fn resolve(
         if resolved.iter().any(|r: &Route| r.name == config.name) {
             return Err(failed("another route has this name".into()));
         }
-        let from = channel(catalog, &config.from).map_err(|e| failed(format!("from: {e}")))?;
-        let to = channel(catalog, &config.to).map_err(|e| failed(format!("to: {e}")))?;
+        let from = end(catalog, &config.from, &config.name, "from")
+            .map_err(|e| failed(format!("from: {e}")))?;
+        let to =
+            end(catalog, &config.to, &config.name, "to").map_err(|e| failed(format!("to: {e}")))?;
         let mut claims = serde_json::Map::new();
         let name = config
             .principal
@@ -92,6 +98,7 @@ pub fn resolve(
             from,
             from_parameters: config.from.parameters.clone(),
             to,
+            to_is_raw: config.to.address.is_some(),
             to_parameters: config.to.parameters.clone(),
             principal: Principal {
                 name,
@@ -121,32 +128,114 @@ pub fn resolve(
     Ok(resolved)
 }
 
-/// The channel `end` names: by address as written, else by its name.
-fn channel(catalog: &Catalog, end: &RouteEnd) -> Result<Arc<ChannelEntry>, String> {
+/// The channel `end` names: a channel of its document, or a raw address
+/// on one of the document's servers.
+fn end(
+    catalog: &Catalog,
+    end: &RouteEnd,
+    route: &str,
+    side: &str,
+) -> Result<Arc<ChannelEntry>, String> {
     let document = catalog
         .documents()
         .into_iter()
         .find(|d| d.row.name == end.document)
         .ok_or_else(|| format!("no document named `{}` is loaded", end.document))?;
+    match (&end.channel, &end.address) {
+        (Some(channel), None) if end.server.is_none() => declared(catalog, document, channel),
+        (Some(_), None) => Err("`server` goes with `address`, not with `channel`".into()),
+        (None, Some(address)) => raw(document, end, address, &format!("{route}:{side}")),
+        (Some(_), Some(_)) => Err("give either `channel` or `address`, not both".into()),
+        (None, None) => Err("give a `channel` of the document or an `address`".into()),
+    }
+}
+
+/// A channel of `document`: by address as written, else by its name.
+fn declared(
+    catalog: &Catalog,
+    document: &DocumentEntry,
+    channel: &str,
+) -> Result<Arc<ChannelEntry>, String> {
     let id = DocumentId::from(document.row.id.clone());
     let channels = catalog.channels(Some(&id));
     let found = channels
         .iter()
-        .find(|c| c.row.address == end.channel)
-        .or_else(|| channels.iter().find(|c| c.row.name == end.channel));
+        .find(|c| c.row.address == channel)
+        .or_else(|| channels.iter().find(|c| c.row.name == channel));
     let found = found.ok_or_else(|| {
         let known: Vec<&str> = channels.iter().map(|c| c.row.address.as_str()).collect();
         format!(
-            "document `{}` has no channel `{}`; its channels: [{}]",
-            end.document,
-            end.channel,
+            "document `{}` has no channel `{channel}`; its channels: [{}]",
+            document.row.name,
             known.join(", ")
         )
     })?;
     if found.broker.is_none() {
-        return Err(format!("channel `{}` has no broker", end.channel));
+        return Err(format!("channel `{channel}` has no broker"));
     }
     Ok((*found).clone())
+}
+
+/// A channel for a raw address on one of `document`'s brokers, known to
+/// no document: no messages, and its placeholders take any value.
+fn raw(
+    document: &DocumentEntry,
+    end: &RouteEnd,
+    address: &str,
+    id: &str,
+) -> Result<Arc<ChannelEntry>, String> {
+    let wildcard = address
+        .split(['/', '.'])
+        .find(|level| matches!(*level, "+" | "#" | "*" | ">"));
+    if let Some(wildcard) = wildcard {
+        return Err(format!(
+            "address `{address}` has the wildcard `{wildcard}`; write `{{name}}` for a level of any value"
+        ));
+    }
+    if address.is_empty() {
+        return Err("the address is empty".into());
+    }
+    let brokers = &document.brokers;
+    let broker = match &end.server {
+        Some(server) => brokers.iter().find(|b| &b.server_name == server),
+        None if brokers.len() == 1 => brokers.first(),
+        None => {
+            let names: Vec<&str> = brokers.iter().map(|b| b.server_name.as_str()).collect();
+            return Err(format!(
+                "document `{}` has {} servers: name one with `server` ([{}])",
+                document.row.name,
+                names.len(),
+                names.join(", ")
+            ));
+        }
+    };
+    let broker = broker.ok_or_else(|| {
+        format!(
+            "document `{}` has no server `{}`",
+            document.row.name,
+            end.server.as_deref().unwrap_or_default()
+        )
+    })?;
+    let row = message_channels::Model {
+        id: format!("route:{id}"),
+        document_id: document.row.id.clone(),
+        name: address.to_owned(),
+        address: address.to_owned(),
+        description: None,
+        parameters: serde_json::json!({}),
+        bindings: serde_json::json!({}),
+        operation_bindings: serde_json::json!({}),
+        client_publish: false,
+        client_subscribe: false,
+        broker_id: Some(broker.id.clone()),
+        created_at: document.row.created_at,
+    };
+    let spec = &document.row.spec;
+    let compiled = ChannelEntry::compile(row, Vec::new(), Some(broker.clone()), spec);
+    // With no schema, nothing can fail to compile.
+    compiled
+        .map(Arc::new)
+        .map_err(|_| format!("address `{address}` cannot be used"))
 }
 
 /// Every narrowing value names a source parameter, and every target

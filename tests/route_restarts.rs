@@ -153,8 +153,8 @@ impl Device {
 fn route_config() -> RouteConfig {
     let end = |document: &str, channel: &str| RouteEnd {
         document: document.into(),
-        channel: channel.into(),
-        parameters: BTreeMap::new(),
+        channel: Some(channel.into()),
+        ..RouteEnd::default()
     };
     RouteConfig {
         name: "telemetry-to-kafka".into(),
@@ -209,8 +209,8 @@ async fn routed_readings_survive_kafka_and_mqtt_restarts() {
     }
     // The channel keys of 2.x documents are their addresses.
     let mut route = route_config();
-    route.from.channel = format!("{prefix}/{{deviceId}}/data");
-    route.to.channel = topic.clone();
+    route.from.channel = Some(format!("{prefix}/{{deviceId}}/data"));
+    route.to.channel = Some(topic.clone());
     config.routes = vec![route];
     config.brokers.reconnect_initial_ms = 100;
     config.brokers.reconnect_max_ms = 500;

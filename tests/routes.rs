@@ -54,8 +54,8 @@ fn with_documents(db: &TestDb, dir: &std::path::Path, documents: &[(&str, String
 fn route(name: &str, from: (&str, &str), to: (&str, &str)) -> RouteConfig {
     let end = |(document, channel): (&str, &str)| RouteEnd {
         document: document.into(),
-        channel: channel.into(),
-        parameters: BTreeMap::new(),
+        channel: Some(channel.into()),
+        ..RouteEnd::default()
     };
     RouteConfig {
         name: name.into(),
@@ -382,4 +382,97 @@ async fn call(
     let bytes = response.body().limit(1 << 20).await.expect("body");
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (response.status().as_u16(), value)
+}
+
+fn raw_end(document: &str, address: &str) -> RouteEnd {
+    RouteEnd {
+        document: document.into(),
+        address: Some(address.into()),
+        ..RouteEnd::default()
+    }
+}
+
+/// Route ends may be raw addresses on a document's broker: readings
+/// arriving on an undeclared topic are validated on their way into a
+/// declared channel, and copied from it to another undeclared topic.
+#[actix_rt::test]
+async fn raw_addresses_on_a_documents_broker_are_routed() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("stepflow-raw-{run}");
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let plant = format!(
+        "asyncapi: 3.0.0\ninfo: {{title: Plant, version: '1'}}\n\
+         servers:\n  plant: {{host: '127.0.0.1:1883', protocol: mqtt}}\n\
+         channels:\n  data:\n    address: '{prefix}/{{deviceId}}/data'\n    messages:\n      reading:\n\
+         \x20       payload: {{type: object, required: [seq], properties: {{seq: {{type: integer}}}}}}\n"
+    );
+    let base = with_documents(&db, dir.path(), &[("Plant", plant)]);
+    let mut ingest = route("ingest", ("Plant", "data"), ("Plant", "data"));
+    ingest.from = raw_end("Plant", &format!("{prefix}/raw/{{deviceId}}/reading"));
+    let mut copy = route("copy", ("Plant", "data"), ("Plant", "data"));
+    copy.to = raw_end("Plant", &format!("{prefix}/copy/{{deviceId}}/out"));
+
+    for (end, says) in [
+        (raw_end("Plant", &format!("{prefix}/+/x")), "wildcard `+`"),
+        (
+            RouteEnd {
+                server: Some("elsewhere".into()),
+                ..raw_end("Plant", "a/b")
+            },
+            "no server `elsewhere`",
+        ),
+        (
+            RouteEnd {
+                channel: Some("data".into()),
+                ..raw_end("Plant", "a/b")
+            },
+            "either `channel` or `address`",
+        ),
+    ] {
+        let mut wrong = base.clone();
+        let mut bad = copy.clone();
+        bad.to = end;
+        wrong.routes = vec![bad];
+        let error = start_error(wrong).await;
+        assert!(
+            error.contains("route `copy`: to:") && error.contains(says),
+            "{error}"
+        );
+    }
+
+    let mut config = base;
+    config.routes = vec![ingest, copy];
+    let gw = TestGateway::start(config).await;
+    let active = eventually(WAIT, || async {
+        let (a, b) = (
+            route_status(&gw, "ingest").await,
+            route_status(&gw, "copy").await,
+        );
+        (a["state"] == "active" && b["state"] == "active").then_some(())
+    })
+    .await;
+    assert!(active.is_some(), "both routes are active");
+    let mut copies = MqttProbe::subscribe(&format!("{prefix}/copy/#")).await;
+    let raw = format!("{prefix}/raw/d1/reading");
+    for reading in [json!({"seq": 1}), json!({"seq": "late"}), json!({"seq": 2})] {
+        copies.publish(&raw, &reading).await;
+    }
+    for seq in [1, 2] {
+        let (topic, payload) = copies.next(WAIT).await.expect("a copy arrives");
+        assert_eq!(topic, format!("{prefix}/copy/d1/out"));
+        assert_eq!(payload["seq"], seq);
+    }
+    let ingest = eventually(WAIT, || async {
+        let status = route_status(&gw, "ingest").await;
+        (status["failed"]["validation"] == 1).then_some(status)
+    })
+    .await
+    .expect("the reading the channel's schema refuses is counted");
+    assert_eq!(ingest["forwarded"], 2, "{ingest}");
+    assert_eq!(route_status(&gw, "copy").await["forwarded"], 2);
+    let extra = copies.next(Duration::from_millis(500)).await;
+    assert!(extra.is_none(), "nothing else arrived: {extra:?}");
+    copies.close().await;
+    gw.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The daemon as users run it: `stepflow-gateway serve`, stopped with
-//! Ctrl-C (SIGINT), flushes its call log and exits cleanly; with auth off
-//! (the default) it warns so once at start.
+//! Ctrl-C (SIGINT) or SIGTERM, closes its WebSocket sessions with "going
+//! away", flushes its call log and exits cleanly; with auth off (the
+//! default) it warns so once at start.
 
 mod common;
 
@@ -14,6 +15,15 @@ use serde_json::json;
 
 #[actix_rt::test]
 async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
+    serve_then_stop_with("-INT").await;
+}
+
+#[actix_rt::test]
+async fn sigterm_flushes_the_call_log_and_exits_cleanly() {
+    serve_then_stop_with("-TERM").await;
+}
+
+async fn serve_then_stop_with(signal: &str) {
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().expect("temporary folder");
     let config = dir.path().join("gateway.toml");
@@ -68,6 +78,11 @@ async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
         .as_str()
         .expect("channel id")
         .to_owned();
+    let (_, mut subscriber) = client
+        .ws(format!("ws://{addr}/ws/{channel}"))
+        .connect()
+        .await
+        .expect("WebSocket subscription");
     let publish = json!({"channel_id": channel, "message_data": {"hello": "world"}});
     let mut response = client
         .post(format!("{base}/messages/publish"))
@@ -82,10 +97,23 @@ async fn ctrl_c_flushes_the_call_log_and_exits_cleanly() {
         .to_owned();
 
     let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill runs");
-    assert!(sent.success(), "SIGINT delivered");
+    assert!(sent.success(), "{signal} delivered");
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt as _;
+        while let Some(Ok(frame)) = subscriber.next().await {
+            if let awc::ws::Frame::Close(reason) = frame {
+                return reason;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the session is closed in time")
+    .expect("with a close frame");
+    assert_eq!(close.code, awc::ws::CloseCode::Away, "{close:?}");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")

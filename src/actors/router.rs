@@ -242,8 +242,9 @@ impl Router {
         };
         let (publisher, route) = (self.publisher.clone(), self.route.clone());
         let publish = async move {
+            let raw = route.to_is_raw.then_some(route.to.as_ref());
             publisher
-                .publish_as(request, &route.principal, route.validation)
+                .publish_as(request, &route.principal, route.validation, raw)
                 .await
         };
         ctx.spawn(publish.into_actor(self).map(move |result, act, ctx| {

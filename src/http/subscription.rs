@@ -39,6 +39,16 @@ impl Target {
             id: id.to_string(),
         };
         let channel = catalog.channel(&id).ok_or_else(not_found)?.clone();
+        Self::for_channel(catalog, channel, fixed)
+    }
+
+    /// The target on `channel` itself, which may be one no document
+    /// declares (a route's raw address).
+    pub fn for_channel(
+        catalog: &Catalog,
+        channel: Arc<ChannelEntry>,
+        fixed: &BTreeMap<String, String>,
+    ) -> Result<Self, ApiError> {
         check_fixed(&channel, fixed)?;
 
         let broker = channel
