@@ -1,12 +1,13 @@
 //! The actor core: broker connections under one supervisor, one actor per
-//! broker-side subscription, the call-log writer, and the sessions of
-//! WebSocket, SSE and webhook subscribers.
+//! broker-side subscription, the call-log writer, the statistics, and the
+//! sessions of WebSocket, SSE and webhook subscribers.
 
 pub mod connection;
 pub mod frames;
 pub mod log_writer;
 pub mod router;
 pub mod sse_session;
+pub mod stats;
 pub mod subscription;
 pub mod supervisor;
 pub mod webhook_session;

@@ -187,6 +187,8 @@ pub struct AdapterContext {
     pub kafka_group_id: Option<String>,
     /// Client settings of TLS connections (`wss`).
     pub tls: Arc<rustls::ClientConfig>,
+    /// Where connections record the messages they receive.
+    pub call_log: crate::actors::CallLog,
 }
 
 /// Builds the adapter of `spec`; `name` identifies the connection to

@@ -221,6 +221,13 @@ impl ChannelEntry {
         })
     }
 
+    /// Its broker's protocol as a metrics label.
+    pub fn protocol_label(&self) -> &'static str {
+        self.broker
+            .as_ref()
+            .map_or("other", |b| crate::metrics::protocol_label(&b.protocol))
+    }
+
     /// The message with `id`, if the channel carries it.
     pub fn message(&self, id: &str) -> Option<&MessageEntry> {
         self.messages

@@ -172,6 +172,9 @@ pub struct CallLogConfig {
     /// Records waiting to be written at most; beyond it they are dropped
     /// and counted.
     pub queue_capacity: usize,
+    /// Share (0 to 1) of successful publish and receipt records written;
+    /// failures are always written, and the statistics count everything.
+    pub sample_rate: f64,
 }
 
 impl Default for CallLogConfig {
@@ -181,6 +184,7 @@ impl Default for CallLogConfig {
             batch_size: 512,
             flush_interval_ms: 200,
             queue_capacity: 16_384,
+            sample_rate: 1.0,
         }
     }
 }

@@ -83,14 +83,15 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, GatewayError> {
         let config = Arc::new(config);
         let db = store::connect(&config.database.url, config.database.max_connections).await?;
+        let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();
         let context = AdapterContext {
             memory: Default::default(),
             connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
             kafka_group_id: config.brokers.kafka_group_id.clone(),
             tls: crate::tls::client_config(config.brokers.tls_ca_file.as_deref())?,
+            call_log: call_log.clone(),
         };
         let supervisor = BrokerSupervisor::new(config.brokers.clone(), context).start();
-        let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
         let registry = Arc::new(Registry::new(
             db.clone(),

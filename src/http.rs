@@ -6,6 +6,7 @@ pub mod body;
 mod channels;
 mod health;
 mod messages;
+mod monitoring;
 pub mod problem;
 mod sse;
 pub mod subscription;
@@ -98,6 +99,11 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 resource("/connections/status", "GET").route(web::get().to(health::connections)),
             )
             .service(resource("/logs/recent", "GET").route(web::get().to(messages::recent_logs)))
+            .service(
+                resource("/messages/statistics", "GET")
+                    .route(web::get().to(monitoring::statistics)),
+            )
+            .service(resource("/metrics", "GET").route(web::get().to(monitoring::metrics)))
             .service(resource("/ws/{channel_id}", "GET").route(web::get().to(ws::subscribe)))
             .service(resource("/sse/{channel_id}", "GET").route(web::get().to(sse::subscribe)))
             .service(

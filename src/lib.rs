@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod gateway;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod publish;
 pub mod registry;
 pub mod routes;

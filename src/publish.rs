@@ -199,6 +199,7 @@ struct Attempt {
     channel_id: Option<ChannelId>,
     message_id: Option<MessageId>,
     broker_id: Option<BrokerId>,
+    protocol: Option<&'static str>,
     address: Option<String>,
 }
 
@@ -266,6 +267,7 @@ impl Publisher {
             channel_id: attempt.channel_id,
             message_id: attempt.message_id,
             broker_id: attempt.broker_id,
+            protocol: attempt.protocol.unwrap_or("other"),
             direction: "publish",
             address: attempt.address,
             status: match &result {
@@ -311,6 +313,7 @@ impl Publisher {
                 .ok_or_else(|| PublishError::UnknownChannel(request.channel_id.clone()))?,
         };
         attempt.channel_id = Some(channel.id.clone());
+        attempt.protocol = Some(channel.protocol_label());
         attempt.document_id = Some(DocumentId::from(channel.row.document_id.clone()));
 
         let headers = Value::Object(request.headers.clone().unwrap_or_default());

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::subscription::{
-    AddConsumer, ChannelSubscription, ConsumerAddr, Delivery, EndSubscription, RemoveConsumer,
+    AddConsumer, ChannelSubscription, ConsumerAddr, Delivery, EndSubscription, Receipts,
+    RemoveConsumer,
 };
 use crate::broker::{
     adapter_for, redact_url, AdapterContext, AdapterEvent, BrokerError, EventsTx, Outbound,
@@ -97,6 +98,10 @@ pub struct ConnectionStatus {
     pub reconnects: u64,
     /// Broker-side subscriptions held.
     pub subscriptions: usize,
+    /// Publishes sent and not yet acknowledged by the broker.
+    pub in_flight: u64,
+    /// Publishes waiting for the broker to come back.
+    pub waiting: usize,
 }
 
 /// Publishes one message and waits for the broker's acknowledgement.
@@ -192,6 +197,10 @@ type SubscribedTx = watch::Sender<Option<Result<(), BrokerError>>>;
 
 /// One connection to one broker.
 pub struct BrokerConnection {
+    /// Publishes handed to the adapter and not yet answered.
+    in_flight: u64,
+    /// Where channel subscriptions record what they receive.
+    receipts: Receipts,
     spec: BrokerSpec,
     settings: BrokersConfig,
     adapter: Result<Arc<dyn ProtocolAdapter>, BrokerError>,
@@ -236,7 +245,14 @@ impl BrokerConnection {
     pub fn new(spec: BrokerSpec, settings: BrokersConfig, context: &AdapterContext) -> Self {
         let name = format!("stepflow-gateway broker {}", spec.id);
         let adapter = adapter_for(&spec, &name, context);
+        let receipts = Receipts {
+            call_log: context.call_log.clone(),
+            broker: spec.id.clone(),
+            protocol: crate::metrics::protocol_label(&spec.protocol),
+        };
         Self {
+            in_flight: 0,
+            receipts,
             spec,
             settings,
             adapter,
@@ -484,6 +500,8 @@ impl BrokerConnection {
             last_error: self.last_error.clone(),
             reconnects: self.reconnects,
             subscriptions: self.subscriptions.len(),
+            in_flight: self.in_flight,
+            waiting: self.held.len(),
         }
     }
 }
@@ -571,7 +589,9 @@ impl Handler<Publish> for BrokerConnection {
         };
         let again = msg.0.clone();
         let sent = guarded(async move { adapter.publish(msg.0).await });
+        self.in_flight += 1;
         Box::pin(sent.into_actor(self).then(move |outcome, act, _ctx| {
+            act.in_flight -= 1;
             let next: ResponseFuture<Result<(), BrokerError>> = match outcome {
                 Err(BrokerError::Unavailable(reason)) if act.settings.buffer_timeout_ms > 0 => {
                     act.hold(again, Some(reason))
@@ -602,6 +622,7 @@ impl Handler<Subscribe> for BrokerConnection {
                 subscription: ChannelSubscription::new(
                     msg.filter.clone(),
                     self.settings.replay_messages,
+                    self.receipts.clone(),
                 )
                 .start(),
                 consumers: 0,

@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
 
+use super::stats::{Kind, Observed, Stats};
 use crate::config::CallLogConfig;
 use crate::ids::{BrokerId, CallLogId, ChannelId, DocumentId, MessageId};
+use crate::metrics::Metrics;
 use crate::store;
 
 /// One publish or receipt to be recorded in `message_call_logs`.
@@ -28,6 +30,8 @@ pub struct CallRecord {
     pub message_id: Option<MessageId>,
     /// The broker, when the call reached one.
     pub broker_id: Option<BrokerId>,
+    /// The broker's protocol as a metrics label (not stored).
+    pub protocol: &'static str,
     /// `publish`, `receive` or `webhook` (a delivery to a webhook).
     pub direction: &'static str,
     /// The concrete address, when it was resolved.
@@ -73,9 +77,12 @@ impl LogWriter {
         }
     }
 
-    /// Starts the writer and returns the handle producers use.
+    /// Starts the writer, and the Stats actor beside it, and returns the
+    /// handle producers use.
     pub fn spawn(self) -> CallLog {
         let capacity = self.settings.queue_capacity;
+        let sample_rate = self.settings.sample_rate.clamp(0.0, 1.0);
+        let keep_payloads = self.settings.keep_payloads;
         let addr = Self::create(|ctx| {
             ctx.set_mailbox_capacity(capacity);
             self
@@ -83,6 +90,11 @@ impl LogWriter {
         CallLog {
             addr,
             dropped: Arc::new(AtomicU64::new(0)),
+            successes: Arc::new(AtomicU64::new(0)),
+            sample_rate,
+            keep_payloads,
+            stats: Stats::default().start(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -149,18 +161,62 @@ impl Handler<Flush> for LogWriter {
 pub struct CallLog {
     addr: Addr<LogWriter>,
     dropped: Arc<AtomicU64>,
+    /// Successful records seen, for sampling.
+    successes: Arc<AtomicU64>,
+    sample_rate: f64,
+    keep_payloads: bool,
+    stats: Addr<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl CallLog {
-    /// Queues `record`; when the writer's queue is full the record is
-    /// dropped and counted.
+    /// Counts `record` in the statistics and metrics, and queues it for
+    /// the database: failures always, successes at the configured sample
+    /// rate. When the writer's queue is full the record is dropped and
+    /// counted.
     pub fn record(&self, record: CallRecord) {
+        self.observe(observed(&record));
+        if record.error_kind.is_none() && !self.sampled() {
+            return;
+        }
         if self.addr.try_send(record).is_err() {
+            self.metrics.call_log_dropped();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "call log queue full; records dropped");
             }
         }
+    }
+
+    /// Counts what happened to a message in the statistics and metrics.
+    pub fn observe(&self, seen: Observed) {
+        self.metrics.observe(&seen);
+        self.stats.do_send(seen);
+    }
+
+    /// Whether the next successful record is written: exactly
+    /// `sample_rate` of them are, spread evenly.
+    fn sampled(&self) -> bool {
+        if self.sample_rate >= 1.0 {
+            return true;
+        }
+        let n = self.successes.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.sample_rate).floor() > (n * self.sample_rate).floor()
+    }
+
+    /// Whether records keep payloads.
+    pub fn keeps_payloads(&self) -> bool {
+        self.keep_payloads
+    }
+
+    /// The Stats actor.
+    pub fn stats(&self) -> &Addr<Stats> {
+        &self.stats
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records dropped because the writer could not keep up.
@@ -172,5 +228,26 @@ impl CallLog {
     pub async fn flush(&self) {
         // A writer that has stopped has already flushed.
         let _ = self.addr.send(Flush).await;
+    }
+}
+
+/// What a call record tells the statistics.
+fn observed(record: &CallRecord) -> Observed {
+    let reason = record.error_kind.unwrap_or("unknown");
+    let kind = match (record.direction, record.status) {
+        ("receive", _) => Kind::Received,
+        ("webhook", "delivered") => Kind::Delivered("webhook"),
+        ("webhook", _) => Kind::DeliveryFailed(reason),
+        (_, "delivered") => Kind::Published,
+        (_, status) => Kind::PublishFailed(status, reason),
+    };
+    Observed {
+        kind,
+        channel: record.channel_id.clone(),
+        document: record.document_id.clone(),
+        broker: record.broker_id.clone(),
+        protocol: record.protocol,
+        bytes: record.payload_bytes.max(0) as u64,
+        latency_us: record.latency_us.map(|l| l.max(0) as u64),
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::log_writer::CallRecord;
-use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
+use super::subscription::{ChannelTag, ConsumerAddr, Delivery, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
 use crate::backoff;
 use crate::broker::TopicFilter;
@@ -148,6 +148,7 @@ impl Router {
             channel_id: Some(channel.id.clone()),
             message_id: None,
             broker_id: channel.broker.as_ref().map(|b| b.id.as_str().into()),
+            protocol: channel.protocol_label(),
             direction: "route",
             address: Some(delivery.topic.to_string()),
             status: "rejected",
@@ -311,6 +312,7 @@ impl Actor for Router {
             ended: ctx.address().recipient(),
             missed: None,
             settles: true,
+            channel: ChannelTag::of(&self.route.from),
         };
         let mut subscribe = Subscribe::to_channel(
             &self.route.from,

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
-use super::subscription::{ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
+use super::log_writer::CallLog;
+use super::stats::Observed;
+use super::subscription::{ChannelTag, ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
@@ -41,6 +43,8 @@ pub struct SseSessionParts {
     /// When the client's token expires (Unix seconds): the stream ends
     /// then.
     pub expires_at: Option<i64>,
+    /// Where deliveries are counted.
+    pub call_log: CallLog,
 }
 
 /// One Server-Sent Events stream. A client that went away is noticed when
@@ -88,11 +92,13 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.parts.call_log.metrics().session("sse", 1);
         let consumer = ConsumerAddr {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),
             missed: Some(ctx.address().recipient()),
             settles: false,
+            channel: ChannelTag::of(&self.parts.channel),
         };
         let (filter, resume) = (self.parts.filter.clone(), self.parts.resume_after.clone());
         let subscribe = Subscribe::to_channel(
@@ -123,6 +129,7 @@ impl Actor for SseSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.parts.call_log.metrics().session("sse", -1);
         let filter = self.parts.filter.clone();
         self.parts.connection.do_send(Unsubscribe {
             filter,
@@ -148,6 +155,8 @@ impl Handler<Delivery> for SseSession {
             .map(|c| if c.is_control() { '_' } else { c })
             .collect();
         self.send(format!("id: {id}\nevent: {name}\ndata: {frame}\n\n"), ctx);
+        let seen = Observed::delivered(&self.parts.channel, "sse", &delivery);
+        self.parts.call_log.observe(seen);
     }
 }
 

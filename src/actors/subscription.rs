@@ -8,7 +8,10 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::log_writer::{CallLog, CallRecord};
 use crate::broker::{Inbound, Settle, TopicFilter};
+use crate::catalog::ChannelEntry;
+use crate::ids::{BrokerId, CallLogId, ChannelId, DocumentId};
 
 /// One message handed to a consumer.
 #[derive(Debug, Clone, Message)]
@@ -80,6 +83,65 @@ pub struct ConsumerAddr {
     /// done with it (a route); other consumers get no [`Settle`] with
     /// their deliveries.
     pub settles: bool,
+    /// The channel the consumer subscribed to: a message is recorded as
+    /// received once per channel among the consumers that take it.
+    pub channel: ChannelTag,
+}
+
+/// Which channel of which document a consumer follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelTag {
+    /// The channel.
+    pub id: ChannelId,
+    /// Its document.
+    pub document: DocumentId,
+}
+
+impl ChannelTag {
+    /// The tag of `channel`.
+    pub fn of(channel: &ChannelEntry) -> Self {
+        Self {
+            id: channel.id.clone(),
+            document: DocumentId::from(channel.row.document_id.clone()),
+        }
+    }
+}
+
+/// Where a subscription records what it receives: the call log, with the
+/// broker it receives from.
+#[derive(Clone)]
+pub struct Receipts {
+    /// The call log (and the statistics behind it).
+    pub call_log: CallLog,
+    /// The broker.
+    pub broker: BrokerId,
+    /// Its protocol, as a metrics label.
+    pub protocol: &'static str,
+}
+
+impl Receipts {
+    /// Records `delivery` as received on `channel`.
+    fn record(&self, channel: &ChannelTag, delivery: &Delivery) {
+        let keep = self.call_log.keeps_payloads();
+        self.call_log.record(CallRecord {
+            id: CallLogId::generate(),
+            document_id: Some(channel.document.clone()),
+            channel_id: Some(channel.id.clone()),
+            message_id: None,
+            broker_id: Some(self.broker.clone()),
+            protocol: self.protocol,
+            direction: "receive",
+            address: Some(delivery.topic.to_string()),
+            status: "received",
+            error_kind: None,
+            error: None,
+            latency_us: None,
+            payload_bytes: delivery.payload_bytes as i64,
+            payload: keep.then(|| (*delivery.payload).clone()),
+            headers: None,
+            created_at: delivery.received_at,
+        });
+    }
 }
 
 /// Adds a consumer.
@@ -122,12 +184,13 @@ pub struct ChannelSubscription {
     /// The latest deliveries, for consumers that resume.
     recent: VecDeque<Delivery>,
     recent_capacity: usize,
+    receipts: Receipts,
 }
 
 impl ChannelSubscription {
     /// A subscription of `filter` with no consumers yet, keeping the latest
     /// `recent_capacity` deliveries for consumers that resume.
-    pub fn new(filter: TopicFilter, recent_capacity: usize) -> Self {
+    pub fn new(filter: TopicFilter, recent_capacity: usize, receipts: Receipts) -> Self {
         let epoch = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Self {
             filter,
@@ -136,6 +199,7 @@ impl ChannelSubscription {
             next_seq: 0,
             recent: VecDeque::new(),
             recent_capacity,
+            receipts,
         }
     }
 
@@ -211,6 +275,13 @@ impl Handler<Delivery> for ChannelSubscription {
                 self.recent.pop_front();
             }
             self.recent.push_back(msg.clone());
+        }
+        let mut recorded: Vec<&ChannelTag> = Vec::new();
+        for consumer in self.consumers.values() {
+            if !recorded.contains(&&consumer.channel) {
+                self.receipts.record(&consumer.channel, &msg);
+                recorded.push(&consumer.channel);
+            }
         }
         // Consumers bound their own queues; a consumer that has stopped is
         // removed when its RemoveConsumer arrives, and a copy it can no

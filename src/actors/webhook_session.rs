@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
-use super::subscription::{ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
+use super::stats::Observed;
+use super::subscription::{ChannelTag, ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
 use super::{CallLog, CallRecord};
 use crate::auth::{AccessRequest, Action, Auth, Principal};
@@ -268,6 +269,7 @@ impl WebhookSession {
             ended: ctx.address().recipient(),
             missed: Some(ctx.address().recipient()),
             settles: false,
+            channel: ChannelTag::of(&self.parts.channel),
         };
         let resume = self.last_event_id.as_deref().map(str::to_owned);
         let subscribe = Subscribe::to_channel(
@@ -378,7 +380,10 @@ impl WebhookSession {
         let settings = self.parts.settings.clone();
         match verdict {
             Verdict::Delivered => {
-                self.queue.pop_front();
+                if let Some(done) = self.queue.pop_front() {
+                    let seen = Observed::delivered(&self.parts.channel, "webhook", &done.delivery);
+                    self.parts.call_log.observe(seen);
+                }
                 self.delivered += 1;
                 self.failed_in_a_row = 0;
                 self.last_delivered_at = Some(Utc::now());
@@ -483,6 +488,7 @@ impl WebhookSession {
             channel_id: Some(channel.id.clone()),
             message_id: None,
             broker_id: channel.broker.as_ref().map(|b| b.id.as_str().into()),
+            protocol: channel.protocol_label(),
             direction: "webhook",
             address: None,
             status: "failed",

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
-use super::subscription::{ConsumerAddr, Delivery, SubscriptionEnded};
+use super::stats::Observed;
+use super::subscription::{ChannelTag, ConsumerAddr, Delivery, SubscriptionEnded};
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::publish::{PublishRequest, Publisher};
@@ -202,6 +203,11 @@ impl Actor for WsSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.parts
+            .publisher
+            .call_log()
+            .metrics()
+            .session("websocket", 1);
         if let Some(expires_at) = self.parts.principal.expires_at {
             let left = (expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
             ctx.run_later(Duration::from_secs(left), |act, ctx| {
@@ -217,6 +223,7 @@ impl Actor for WsSession {
             ended: ctx.address().recipient(),
             missed: None,
             settles: false,
+            channel: ChannelTag::of(&self.parts.channel),
         };
         let filter = self.parts.filter.clone();
         let subscribe = Subscribe::to_channel(
@@ -246,6 +253,11 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.parts
+            .publisher
+            .call_log()
+            .metrics()
+            .session("websocket", -1);
         let filter = self.parts.filter.clone();
         self.parts.connection.do_send(Unsubscribe {
             filter,
@@ -260,6 +272,8 @@ impl Handler<Delivery> for WsSession {
     fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
         if let Some(frame) = self.delivery_frame(&delivery) {
             self.send_json(&frame, ctx);
+            let seen = Observed::delivered(&self.parts.channel, "websocket", &delivery);
+            self.parts.publisher.call_log().observe(seen);
         }
     }
 }

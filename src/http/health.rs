@@ -28,7 +28,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /connections/status`: the state of every broker connection.
+/// `GET /connections/status`: the state of every broker connection and
+/// route, and the open subscriber sessions by front.
 pub async fn connections(state: web::Data<AppState>) -> HttpResponse {
     let brokers = state.supervisor.send(AllStatus).await.unwrap_or_default();
     let asked = state.routes.iter().map(|r| r.send(GetRouteStatus));
@@ -37,5 +38,10 @@ pub async fn connections(state: web::Data<AppState>) -> HttpResponse {
         .into_iter()
         .filter_map(Result::ok)
         .collect();
-    HttpResponse::Ok().json(json!({ "brokers": brokers, "routes": routes }))
+    let metrics = state.call_log.metrics();
+    let sessions = json!({
+        "websocket": metrics.sessions("websocket"),
+        "sse": metrics.sessions("sse"),
+    });
+    HttpResponse::Ok().json(json!({ "brokers": brokers, "routes": routes, "sessions": sessions }))
 }

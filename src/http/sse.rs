@@ -43,6 +43,7 @@ pub async fn subscribe(
         heartbeat: Duration::from_secs(state.config.sse.heartbeat_secs.max(1)),
         shutdown_rx: state.shutdown_rx.clone(),
         expires_at: caller.0.expires_at,
+        call_log: state.call_log.clone(),
     };
     SseSession::start(parts, chunks_tx);
     Ok(HttpResponse::Ok()

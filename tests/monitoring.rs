@@ -1,0 +1,300 @@
+//! Monitoring against real brokers: after N publishes and M failures on
+//! the IoT and streetlights documents the statistics and the Prometheus
+//! metrics (parsed with a Prometheus text parser) show exactly N and M;
+//! a broker outage shows in `/connections/status` within a second, and the
+//! reconnection after it; call-log sampling writes the share it is told.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn get_text(gw: &TestGateway, path: &str) -> (u16, String, String) {
+    let mut response = gw
+        .client
+        .get(format!("{}{path}", gw.base))
+        .send()
+        .await
+        .expect("answered");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.body().limit(1 << 24).await.expect("body");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    (response.status().as_u16(), content_type, text)
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+        Some(prometheus_parse::Value::Untyped(v)) => *v,
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            buckets.last().map_or(0.0, |b| b.count)
+        }
+        _ => 0.0,
+    }
+}
+
+#[actix_rt::test]
+async fn statistics_and_metrics_count_exactly_what_happened() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let iot = gw
+        .register("IoT Device API", &iot_document(), Some(MQTT_URL))
+        .await;
+    let device_channel = channel_id(&iot, "device/{deviceId}/data");
+    let lights_text = fixture("asyncapi/examples/v2/spec-2.6.0/streetlights-mqtt.yml");
+    let lights = gw
+        .register("Streetlights", &lights_text, Some(MQTT_URL))
+        .await;
+    let measured = channel_id(
+        &lights,
+        "smartylighting/streetlights/1/0/event/{streetlightId}/lighting/measured",
+    );
+    let device = format!("mon-{}", uuid::Uuid::new_v4().simple());
+    let mut ws = gw
+        .subscribe(&device_channel, &format!("?deviceId={device}"))
+        .await;
+
+    // N good readings, M1 that fail their schema and M2 without their
+    // parameter, on the IoT channel; L measurements on streetlights.
+    let (n, m1, m2, l) = (200, 30, 10, 50);
+    let mut bytes = 0;
+    for i in 0..n {
+        let data = json!({"temperature": 20.0 + f64::from(i) / 10.0, "humidity": 40});
+        bytes += serde_json::to_vec(&data).expect("JSON").len();
+        let body = json!({"channel_id": device_channel, "message_data": data, "parameters": {"deviceId": device}});
+        let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 200, "{outcome}");
+    }
+    for _ in 0..m1 {
+        let body = json!({"channel_id": device_channel, "message_data": {"temperature": "hot"}, "parameters": {"deviceId": device}});
+        let (status, _, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 422);
+    }
+    for _ in 0..m2 {
+        let body = json!({"channel_id": device_channel, "message_data": {"temperature": 1}});
+        let (status, _, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 400);
+    }
+    for i in 0..l {
+        let data = json!({"lumens": i, "sentAt": "2026-12-04T10:00:00Z"});
+        let body = json!({"channel_id": measured, "message_data": data, "parameters": {"streetlightId": "7"}});
+        let (status, outcome, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 200, "{outcome}");
+    }
+    for _ in 0..n {
+        ws.next_message_where(WAIT, |_| true)
+            .await
+            .expect("every reading reaches the subscriber");
+    }
+
+    let path = format!("/messages/statistics?channel_id={device_channel}");
+    let stats = eventually(WAIT, || async {
+        let (_, stats) = gw.get(&path).await;
+        let channel = stats["channels"][&device_channel].clone();
+        (channel["received"] == n && channel["delivered"] == n).then_some(stats)
+    })
+    .await
+    .expect("receipts and deliveries are counted");
+    let channel = &stats["channels"][&device_channel];
+    println!("IoT channel statistics: {channel}");
+    assert_eq!(channel["published"], n);
+    assert_eq!(channel["failed"], m1 + m2);
+    assert_eq!(channel["failed_by_reason"]["validation"], m1);
+    assert_eq!(channel["failed_by_reason"]["parameter"], m2);
+    assert_eq!(channel["bytes_published"], bytes);
+    assert_eq!(channel["publish_latency"]["count"], n);
+    assert_eq!(channel["delivery_latency"]["count"], n);
+    let error_rate = channel["error_rate"].as_f64().expect("error rate");
+    let expected = f64::from(m1 + m2) / f64::from(n + m1 + m2);
+    assert!((error_rate - expected).abs() < 1e-9, "{error_rate}");
+    let per_minute = channel["throughput_per_second"]["published"]["1m"]
+        .as_f64()
+        .expect("rate");
+    assert!(
+        (per_minute - f64::from(n) / 60.0).abs() < 1e-9,
+        "all {n} publishes fell in the last minute: {per_minute}"
+    );
+    assert_eq!(
+        stats["channels"].as_object().map(|c| c.len()),
+        Some(1),
+        "the channel filter keeps one channel"
+    );
+    let lights_id = lights["id"].as_str().expect("document id");
+    let (_, by_document) = gw
+        .get(&format!(
+            "/messages/statistics?asyncapi_document_id={lights_id}"
+        ))
+        .await;
+    assert_eq!(by_document["channels"][&measured]["published"], l);
+    assert!(by_document["channels"][&device_channel].is_null());
+
+    let (status, content_type, text) = get_text(&gw, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let delivered = [("protocol", "mqtt"), ("outcome", "delivered")];
+    assert_eq!(
+        sample(&scrape, "stepflow_publishes_total", &delivered),
+        f64::from(n + l)
+    );
+    let refused = [("outcome", "rejected"), ("reason", "validation")];
+    assert_eq!(
+        sample(&scrape, "stepflow_publishes_total", &refused),
+        f64::from(m1)
+    );
+    let missing = [("outcome", "rejected"), ("reason", "parameter")];
+    assert_eq!(
+        sample(&scrape, "stepflow_publishes_total", &missing),
+        f64::from(m2)
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "stepflow_messages_received_total",
+            &[("protocol", "mqtt")]
+        ),
+        f64::from(n)
+    );
+    let to_ws = [("front", "websocket"), ("outcome", "delivered")];
+    assert_eq!(
+        sample(&scrape, "stepflow_deliveries_total", &to_ws),
+        f64::from(n)
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "stepflow_publish_latency_seconds",
+            &[("protocol", "mqtt")]
+        ),
+        f64::from(n + l)
+    );
+    assert_eq!(
+        sample(&scrape, "stepflow_sessions", &[("front", "websocket")]),
+        1.0
+    );
+    let connected = [("protocol", "mqtt"), ("state", "connected")];
+    assert_eq!(
+        sample(&scrape, "stepflow_broker_connections", &connected),
+        2.0
+    );
+    // Labels stay bounded: no series names a topic or a client.
+    assert!(!text.contains(&device), "a topic leaked into a label");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_broker_outage_shows_in_the_status_within_a_second() {
+    let mut broker = Private::new(mosquitto);
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.brokers.reconnect_initial_ms = 100;
+    config.brokers.reconnect_max_ms = 300;
+    let gw = TestGateway::start(config).await;
+    let registered = gw
+        .register("IoT Device API", &iot_document(), Some(&broker.url("mqtt")))
+        .await;
+    let broker_id = registered["brokers"][0]["id"]
+        .as_str()
+        .expect("broker id")
+        .to_owned();
+    let state = |status: &Value| {
+        status["brokers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["broker_id"] == broker_id.as_str())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let up = eventually(WAIT, || async {
+        let (_, status) = gw.get("/connections/status").await;
+        (state(&status)["state"] == "connected").then_some(())
+    })
+    .await;
+    assert!(up.is_some(), "connected first");
+
+    broker.down();
+    let stopped = Instant::now();
+    let noticed = eventually(Duration::from_secs(5), || async {
+        let (_, status) = gw.get("/connections/status").await;
+        let broker = state(&status);
+        (broker["state"] != "connected").then_some(broker)
+    })
+    .await
+    .expect("the outage shows");
+    let took = stopped.elapsed();
+    println!("outage shown after {took:?}: {noticed}");
+    assert!(took < Duration::from_secs(1), "shown after {took:?}");
+    assert!(noticed["last_error"].is_string(), "{noticed}");
+
+    broker.up_async().await;
+    let back = eventually(WAIT, || async {
+        let (_, status) = gw.get("/connections/status").await;
+        let broker = state(&status);
+        (broker["state"] == "connected").then_some(broker)
+    })
+    .await
+    .expect("the reconnection shows");
+    assert!(back["reconnects"].as_u64() >= Some(1), "{back}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn call_log_sampling_writes_its_share_and_every_failure() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.call_log.sample_rate = 0.25;
+    config.call_log.flush_interval_ms = 50;
+    let gw = TestGateway::start(config).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: Sampled, version: '1'}\nchannels:\n  s:\n    publish: {message: {payload: {type: object}}}\n";
+    let registered = gw.register("sampled", document, None).await;
+    let channel = channel_id(&registered, "s");
+    for i in 0..100 {
+        let body = json!({"channel_id": channel, "message_data": {"i": i}});
+        let (status, _, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 200);
+    }
+    for _ in 0..7 {
+        let body = json!({"channel_id": channel, "message_data": "not an object"});
+        let (status, _, _) = gw.post("/messages/publish", &body).await;
+        assert_eq!(status, 422);
+    }
+    let path = format!("/logs/recent?channel_id={channel}&limit=1000");
+    let counts = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&path).await;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for record in logs["logs"].as_array().into_iter().flatten() {
+            let status = record["status"].as_str().unwrap_or_default().to_owned();
+            *counts.entry(status).or_default() += 1;
+        }
+        (counts.get("delivered") == Some(&25) && counts.get("rejected") == Some(&7))
+            .then_some(counts)
+    })
+    .await;
+    assert!(
+        counts.is_some(),
+        "25 of 100 successes and all 7 failures written"
+    );
+    let (_, stats) = gw
+        .get(&format!("/messages/statistics?channel_id={channel}"))
+        .await;
+    assert_eq!(stats["channels"][&channel]["published"], 100);
+    assert_eq!(stats["channels"][&channel]["failed"], 7);
+    gw.stop().await;
+}
