@@ -360,6 +360,9 @@ pub struct SseConfig {
     pub queue_capacity: usize,
     /// How often a comment keeps an idle stream open through proxies.
     pub heartbeat_secs: u64,
+    /// Message events `GET /messages/stream` keeps for clients that
+    /// resume with `Last-Event-ID`.
+    pub stream_buffer: usize,
 }
 
 impl Default for SseConfig {
@@ -367,6 +370,7 @@ impl Default for SseConfig {
         Self {
             queue_capacity: 1_024,
             heartbeat_secs: 15,
+            stream_buffer: 10_000,
         }
     }
 }

@@ -83,7 +83,8 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, GatewayError> {
         let config = Arc::new(config);
         let db = store::connect(&config.database.url, config.database.max_connections).await?;
-        let call_log = LogWriter::new(db.clone(), config.call_log.clone()).spawn();
+        let call_log =
+            LogWriter::new(db.clone(), config.call_log.clone()).spawn(config.sse.stream_buffer);
         let context = AdapterContext {
             memory: Default::default(),
             connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),

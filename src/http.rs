@@ -104,6 +104,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(monitoring::statistics)),
             )
             .service(resource("/metrics", "GET").route(web::get().to(monitoring::metrics)))
+            .service(resource("/messages/stream", "GET").route(web::get().to(monitoring::stream)))
             .service(resource("/ws/{channel_id}", "GET").route(web::get().to(ws::subscribe)))
             .service(resource("/sse/{channel_id}", "GET").route(web::get().to(sse::subscribe)))
             .service(

@@ -298,3 +298,101 @@ async fn call_log_sampling_writes_its_share_and_every_failure() {
     assert_eq!(stats["channels"][&channel]["failed"], 7);
     gw.stop().await;
 }
+
+/// The next `count` events of `stream` that are not comments.
+async fn events(stream: &mut SseClient, count: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        out.push(stream.next_event().await);
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn the_message_stream_resumes_after_last_event_id() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.sse.stream_buffer = 30;
+    config.sse.heartbeat_secs = 1;
+    let gw = TestGateway::start(config).await;
+    let doc = |title: &str, address: &str| {
+        format!("asyncapi: 2.6.0\ninfo: {{title: {title}, version: '1'}}\nchannels:\n  {address}:\n    publish: {{message: {{payload: {{type: object}}}}}}\n")
+    };
+    let streamed = gw.register("streamed", &doc("S", "s"), None).await;
+    let other = gw.register("other", &doc("O", "o"), None).await;
+    let channel = channel_id(&streamed, "s");
+    let elsewhere = channel_id(&other, "o");
+    let path = format!("/messages/stream?channel_id={channel}");
+    let publish = |channel: String, data: Value| {
+        let gw = &gw;
+        async move {
+            let body = json!({"channel_id": channel, "message_data": data});
+            gw.post("/messages/publish", &body).await.0
+        }
+    };
+
+    let mut stream = SseClient::open_path(&gw, &path, None).await;
+    for i in 0..5 {
+        assert_eq!(publish(channel.clone(), json!({"i": i})).await, 200);
+    }
+    assert_eq!(publish(elsewhere.clone(), json!({"i": 0})).await, 200);
+    assert_eq!(publish(channel.clone(), json!("not an object")).await, 422);
+    let first = events(&mut stream, 6).await;
+    let kinds: Vec<&str> = first.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "published",
+            "published",
+            "published",
+            "published",
+            "published",
+            "rejected"
+        ]
+    );
+    assert_eq!(first[0].data["address"], "s");
+    assert_eq!(first[0].data["payload_bytes"], 7);
+    assert!(first[0].data["latency_ms"].as_f64().is_some());
+    assert_eq!(first[5].data["reason"], "validation");
+    assert!(first
+        .iter()
+        .all(|e| e.data["channel_id"] == channel.as_str()));
+    let heartbeat = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if stream.next().await.kind == ":" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(heartbeat.is_ok(), "an idle stream gets heartbeats");
+    drop(stream);
+
+    // Four more while the client is away; it resumes after the third.
+    for i in 5..9 {
+        assert_eq!(publish(channel.clone(), json!({"i": i})).await, 200);
+    }
+    let last = first[2].id.clone().expect("event id");
+    let mut resumed = SseClient::open_path(&gw, &path, Some(&last)).await;
+    let again = events(&mut resumed, 7).await;
+    let seen: Vec<Value> = again.iter().map(|e| e.data["id"].clone()).collect();
+    let expected: Vec<Value> = first[3..].iter().map(|e| e.data["id"].clone()).collect();
+    assert_eq!(
+        seen[..3],
+        expected[..],
+        "the three it had not seen, in order"
+    );
+    assert!(again[3..].iter().all(|e| e.kind == "published"));
+    drop(resumed);
+
+    // Once the ring has moved past an id, resuming says what is gone.
+    for i in 0..40 {
+        assert_eq!(publish(channel.clone(), json!({"i": i})).await, 200);
+    }
+    let oldest = first[0].id.clone().expect("event id");
+    let mut late = SseClient::open_path(&gw, &path, Some(&oldest)).await;
+    let missed = late.next_event().await;
+    assert_eq!(missed.kind, "missed", "{missed:?}");
+    assert_eq!(missed.data["last_event_id"], oldest.as_str());
+    gw.stop().await;
+}

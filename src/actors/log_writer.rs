@@ -79,7 +79,7 @@ impl LogWriter {
 
     /// Starts the writer, and the Stats actor beside it, and returns the
     /// handle producers use.
-    pub fn spawn(self) -> CallLog {
+    pub fn spawn(self, stream_buffer: usize) -> CallLog {
         let capacity = self.settings.queue_capacity;
         let sample_rate = self.settings.sample_rate.clamp(0.0, 1.0);
         let keep_payloads = self.settings.keep_payloads;
@@ -93,7 +93,7 @@ impl LogWriter {
             successes: Arc::new(AtomicU64::new(0)),
             sample_rate,
             keep_payloads,
-            stats: Stats::default().start(),
+            stats: Stats::new(stream_buffer).start(),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -247,7 +247,9 @@ fn observed(record: &CallRecord) -> Observed {
         document: record.document_id.clone(),
         broker: record.broker_id.clone(),
         protocol: record.protocol,
+        address: record.address.as_deref().map(Into::into),
         bytes: record.payload_bytes.max(0) as u64,
+        payload: record.payload.clone(),
         latency_us: record.latency_us.map(|l| l.max(0) as u64),
     }
 }

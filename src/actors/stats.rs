@@ -1,15 +1,21 @@
 //! The Stats actor: message counts, bytes, throughput over the last 1, 5
 //! and 15 minutes and latency histograms, per channel and per broker, as
-//! `GET /messages/statistics` shows them. Every figure is fed from what
-//! the call log is told (publishes, receipts, webhook failures) and from
-//! deliveries to subscribers, so the statistics and the call log agree.
+//! `GET /messages/statistics` shows them, and the live event stream of
+//! `GET /messages/stream` with a bounded ring for resuming. Every figure is
+//! fed from what the call log is told (publishes, receipts, webhook
+//! failures) and from deliveries to subscribers, so the statistics and the
+//! call log agree.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::ids::{BrokerId, ChannelId, DocumentId};
 
@@ -51,8 +57,12 @@ pub struct Observed {
     pub broker: Option<BrokerId>,
     /// The broker's protocol, as a metrics label (`other` when unknown).
     pub protocol: &'static str,
+    /// The concrete address, when known.
+    pub address: Option<Arc<str>>,
     /// Payload size.
     pub bytes: u64,
+    /// The payload, only when the config keeps payloads.
+    pub payload: Option<Value>,
     /// Publish to broker acknowledgement, or receipt to delivery.
     pub latency_us: Option<u64>,
 }
@@ -75,9 +85,112 @@ impl Observed {
                 .as_ref()
                 .map(|b| BrokerId::from(b.id.clone())),
             protocol: channel.protocol_label(),
+            address: Some(delivery.topic.clone()),
             bytes: delivery.payload_bytes as u64,
+            payload: None,
             latency_us: Some(waited.num_microseconds().unwrap_or(0).max(0) as u64),
         }
+    }
+}
+
+/// One event of the live stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamEvent {
+    /// Its number, for `Last-Event-ID`.
+    pub id: u64,
+    /// `published`, `rejected`, `failed`, `received`, `delivered` or
+    /// `delivery_failed`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Why, for a refusal or failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The subscriber front of a delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front: Option<&'static str>,
+    /// The channel.
+    pub channel_id: Option<ChannelId>,
+    /// Its document.
+    pub document_id: Option<DocumentId>,
+    /// The broker.
+    pub broker_id: Option<BrokerId>,
+    /// The concrete address.
+    pub address: Option<Arc<str>>,
+    /// Publish to acknowledgement, or receipt to delivery.
+    pub latency_ms: Option<f64>,
+    /// Payload size.
+    pub payload_bytes: u64,
+    /// The payload, when the config keeps payloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+impl StreamEvent {
+    fn of(id: u64, seen: Observed) -> Self {
+        let (kind, reason, front) = match seen.kind {
+            Kind::Published => ("published", None, None),
+            Kind::PublishFailed(outcome, reason) => (outcome, Some(reason), None),
+            Kind::Received => ("received", None, None),
+            Kind::Delivered(front) => ("delivered", None, Some(front)),
+            Kind::DeliveryFailed(reason) => ("delivery_failed", Some(reason), Some("webhook")),
+        };
+        Self {
+            id,
+            kind,
+            reason,
+            front,
+            channel_id: seen.channel,
+            document_id: seen.document,
+            broker_id: seen.broker,
+            address: seen.address,
+            latency_ms: seen.latency_us.map(|us| us as f64 / 1_000.0),
+            payload_bytes: seen.bytes,
+            payload: seen.payload,
+            at: Utc::now(),
+        }
+    }
+
+    /// The event as Server-Sent Events text; its SSE id names the
+    /// gateway's run (`epoch`), so that an id of an earlier run is known
+    /// as such.
+    fn text(&self, epoch: &str) -> String {
+        let data = serde_json::to_string(self).unwrap_or_default();
+        format!(
+            "id: {epoch}-{}\nevent: {}\ndata: {data}\n\n",
+            self.id, self.kind
+        )
+    }
+}
+
+/// Follows the live stream: events of the filter after `after` that the
+/// ring still holds first, then every new one, as SSE text on `tx`. A
+/// watcher whose queue is full is let go (its stream ends) and may resume.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    /// Only events of this document.
+    pub document: Option<DocumentId>,
+    /// Only events of this channel.
+    pub channel: Option<ChannelId>,
+    /// The last event id the client has (`Last-Event-ID`).
+    pub after: Option<String>,
+    /// Where the text goes.
+    pub tx: mpsc::Sender<String>,
+}
+
+impl Watch {
+    fn wants(&self, event: &StreamEvent) -> bool {
+        let document = self
+            .document
+            .as_ref()
+            .is_none_or(|d| event.document_id.as_ref() == Some(d));
+        let channel = self
+            .channel
+            .as_ref()
+            .is_none_or(|c| event.channel_id.as_ref() == Some(c));
+        document && channel
     }
 }
 
@@ -248,19 +361,49 @@ pub struct Stats {
     started: Instant,
     channels: HashMap<ChannelId, ChannelFigures>,
     brokers: HashMap<BrokerId, Figures>,
+    /// The latest stream events, for resuming.
+    ring: VecDeque<StreamEvent>,
+    ring_capacity: usize,
+    next_id: u64,
+    watchers: Vec<Watch>,
+    /// Names this run in event ids.
+    epoch: String,
 }
 
-impl Default for Stats {
-    fn default() -> Self {
+impl Stats {
+    /// Statistics with a stream ring of `ring_capacity` events.
+    pub fn new(ring_capacity: usize) -> Self {
         Self {
             started: Instant::now(),
             channels: HashMap::new(),
             brokers: HashMap::new(),
+            ring: VecDeque::new(),
+            ring_capacity,
+            next_id: 0,
+            watchers: Vec::new(),
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         }
     }
-}
 
-impl Stats {
+    /// Keeps `event` in the ring and hands it to every watcher that wants
+    /// it; watchers that are gone or too slow are let go.
+    fn publish(&mut self, event: StreamEvent) {
+        let mut text: Option<String> = None;
+        self.watchers.retain(|watch| {
+            if !watch.wants(&event) {
+                return !watch.tx.is_closed();
+            }
+            let text = text.get_or_insert_with(|| event.text(&self.epoch)).clone();
+            watch.tx.try_send(text).is_ok()
+        });
+        if self.ring_capacity > 0 {
+            if self.ring.len() >= self.ring_capacity {
+                self.ring.pop_front();
+            }
+            self.ring.push_back(event);
+        }
+    }
+
     fn bucket(&self) -> u64 {
         self.started.elapsed().as_secs() / BUCKET.as_secs()
     }
@@ -295,6 +438,39 @@ impl Handler<Observed> for Stats {
             let figures = self.brokers.entry(broker.clone()).or_default();
             figures.observe(&seen, bucket);
         }
+        self.next_id += 1;
+        let event = StreamEvent::of(self.next_id, seen);
+        self.publish(event);
+    }
+}
+
+impl Handler<Watch> for Stats {
+    type Result = ();
+
+    fn handle(&mut self, watch: Watch, _ctx: &mut Self::Context) {
+        if let Some(last) = &watch.after {
+            // An id of this run resumes after it; one of an earlier run, or
+            // one that does not parse, gets all the ring holds.
+            let known = last
+                .split_once('-')
+                .filter(|(epoch, _)| *epoch == self.epoch)
+                .and_then(|(_, n)| n.parse::<u64>().ok());
+            let after = known.unwrap_or(0);
+            let oldest = self.ring.front().map_or(self.next_id + 1, |e| e.id);
+            if known.is_none() || after + 1 < oldest {
+                let missed = json!({"last_event_id": last, "first_kept": format!("{}-{oldest}", self.epoch)});
+                let text = format!("event: missed\ndata: {missed}\n\n");
+                if watch.tx.try_send(text).is_err() {
+                    return;
+                }
+            }
+            for event in self.ring.iter().filter(|e| e.id > after && watch.wants(e)) {
+                if watch.tx.try_send(event.text(&self.epoch)).is_err() {
+                    return;
+                }
+            }
+        }
+        self.watchers.push(watch);
     }
 }
 

@@ -534,9 +534,14 @@ pub struct SseClient {
 
 impl SseClient {
     pub async fn open(gw: &TestGateway, channel: &str, last_event_id: Option<&str>) -> Self {
+        Self::open_path(gw, &format!("/sse/{channel}"), last_event_id).await
+    }
+
+    /// Opens the event stream at `path`.
+    pub async fn open_path(gw: &TestGateway, path: &str, last_event_id: Option<&str>) -> Self {
         let mut request = gw
             .client
-            .get(format!("{}/sse/{channel}", gw.base))
+            .get(format!("{}{path}", gw.base))
             .timeout(Duration::from_secs(60));
         if let Some(id) = last_event_id {
             request = request.insert_header(("last-event-id", id));
