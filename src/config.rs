@@ -175,6 +175,13 @@ pub struct CallLogConfig {
     /// Share (0 to 1) of successful publish and receipt records written;
     /// failures are always written, and the statistics count everything.
     pub sample_rate: f64,
+    /// Age after which call-log records and connection events are
+    /// deleted.
+    pub retention_secs: u64,
+    /// Rows of each log kept at most, the newest; 0 keeps any number.
+    pub max_rows: u64,
+    /// How often old rows are deleted.
+    pub prune_interval_ms: u64,
 }
 
 impl Default for CallLogConfig {
@@ -185,6 +192,9 @@ impl Default for CallLogConfig {
             flush_interval_ms: 200,
             queue_capacity: 16_384,
             sample_rate: 1.0,
+            retention_secs: 7 * 24 * 3_600,
+            max_rows: 1_000_000,
+            prune_interval_ms: 60_000,
         }
     }
 }

@@ -100,6 +100,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             )
             .service(resource("/logs/recent", "GET").route(web::get().to(messages::recent_logs)))
             .service(
+                resource("/logs/connections", "GET")
+                    .route(web::get().to(messages::connection_logs)),
+            )
+            .service(
                 resource("/messages/statistics", "GET")
                     .route(web::get().to(monitoring::statistics)),
             )

@@ -25,6 +25,10 @@ enum Command {
         /// The TOML configuration file; a missing file means the defaults.
         #[arg(long, default_value = "config/gateway.toml")]
         config: PathBuf,
+        /// Writes process logs as JSON objects, one per line, whatever
+        /// `logging.format` says.
+        #[arg(long)]
+        log_json: bool,
     },
     /// Issues an API key and prints it; it is shown only this once.
     IssueKey {
@@ -55,7 +59,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config, log_json } => serve(config, log_json).await,
         Command::IssueKey {
             config,
             name,
@@ -85,8 +89,11 @@ async fn issue_key(path: PathBuf, name: String, roles: Vec<String>) -> anyhow::R
     Ok(())
 }
 
-async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path).with_context(|| format!("reading {}", path.display()))?;
+async fn serve(path: PathBuf, log_json: bool) -> anyhow::Result<()> {
+    let mut config = Config::load(&path).with_context(|| format!("reading {}", path.display()))?;
+    if log_json {
+        config.logging.format = LogFormat::Json;
+    }
     init_logging(&config);
     let gateway = Gateway::start(config)
         .await

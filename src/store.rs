@@ -4,7 +4,9 @@
 pub mod acl_rules;
 pub mod api_keys;
 pub mod call_logs;
+pub mod connection_events;
 pub mod documents;
+pub mod retention;
 pub mod webhooks;
 
 use std::path::Path;

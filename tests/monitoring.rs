@@ -252,6 +252,146 @@ async fn a_broker_outage_shows_in_the_status_within_a_second() {
     .await
     .expect("the reconnection shows");
     assert!(back["reconnects"].as_u64() >= Some(1), "{back}");
+
+    // The connection events tell the same story, oldest last.
+    let path = format!("/logs/connections?broker_id={broker_id}");
+    let story = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&path).await;
+        let events: Vec<String> = logs["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["event"].as_str().map(str::to_owned))
+            .collect();
+        (events.first().map(String::as_str) == Some("connected") && events.len() >= 3)
+            .then_some(events)
+    })
+    .await
+    .expect("connection events written");
+    assert_eq!(
+        story.last().map(String::as_str),
+        Some("connected"),
+        "{story:?}"
+    );
+    assert!(story.contains(&"disconnected".to_owned()), "{story:?}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn refused_logins_are_logged_and_the_logs_are_filtered_and_bounded() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.call_log.max_rows = 20;
+    config.call_log.prune_interval_ms = 200;
+    config.call_log.flush_interval_ms = 50;
+    let gw = TestGateway::start(config).await;
+    let amqp = "asyncapi: 2.6.0\ninfo: {title: Orders, version: '1'}\nservers:\n  rabbit: {url: 'amqp://guest:not-the-password@127.0.0.1:5672', protocol: amqp}\nchannels:\n  orders:\n    publish: {message: {payload: {type: object}}}\n";
+    let orders = gw.register("orders", amqp, None).await;
+    let broker_id = orders["brokers"][0]["id"]
+        .as_str()
+        .expect("broker")
+        .to_owned();
+    let path = format!("/logs/connections?broker_id={broker_id}");
+    let refused = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&path).await;
+        logs["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["event"] == "auth_failed")
+            .cloned()
+    })
+    .await
+    .expect("the refused login is logged");
+    let detail = refused["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("ACCESS_REFUSED"), "{refused}");
+    assert!(
+        !refused.to_string().contains("not-the-password"),
+        "{refused}"
+    );
+    let (_, again) = gw.get(&path).await;
+    assert_eq!(
+        again["events"].as_array().map(Vec::len),
+        Some(1),
+        "a login refused again and again is logged once: {again}"
+    );
+
+    let document = "asyncapi: 2.6.0\ninfo: {title: Kept, version: '1'}\nchannels:\n  k:\n    publish: {message: {payload: {type: object}}}\n";
+    let kept = gw.register("kept", document, None).await;
+    let channel = channel_id(&kept, "k");
+    for i in 0..60 {
+        let body = json!({"channel_id": channel, "message_data": {"i": i}});
+        assert_eq!(gw.post("/messages/publish", &body).await.0, 200);
+    }
+    for _ in 0..3 {
+        let body = json!({"channel_id": channel, "message_data": []});
+        assert_eq!(gw.post("/messages/publish", &body).await.0, 422);
+    }
+    let all = format!("/logs/recent?channel_id={channel}&limit=1000");
+    let bounded = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&all).await;
+        let count = logs["logs"].as_array().map_or(0, Vec::len);
+        (count > 0 && count <= 20).then_some(count)
+    })
+    .await;
+    assert!(bounded.is_some(), "at most max_rows records stay");
+    let (_, rejected) = gw
+        .get(&format!(
+            "/logs/recent?channel_id={channel}&status=rejected"
+        ))
+        .await;
+    let rejected = rejected["logs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rejected.len(), 3);
+    assert!(rejected.iter().all(|r| r["error_kind"] == "validation"));
+    let (_, later) = gw
+        .get(&format!(
+            "/logs/recent?channel_id={channel}&since=2999-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(later["logs"].as_array().map(Vec::len), Some(0));
+    let (status, problem) = gw.get("/logs/recent?since=yesterday").await;
+    assert_eq!(status, 400, "{problem}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn log_rows_past_their_age_are_deleted_on_sqlite() {
+    rows_past_their_age_are_deleted(&TestDb::sqlite()).await;
+}
+
+#[actix_rt::test]
+async fn log_rows_past_their_age_are_deleted_on_postgres() {
+    let db = TestDb::postgres().await;
+    rows_past_their_age_are_deleted(&db).await;
+    db.drop_postgres().await;
+}
+
+async fn rows_past_their_age_are_deleted(db: &TestDb) {
+    let mut config = test_config(&db.url);
+    config.call_log.retention_secs = 1;
+    config.call_log.prune_interval_ms = 200;
+    config.call_log.flush_interval_ms = 50;
+    let gw = TestGateway::start(config).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: Aged, version: '1'}\nchannels:\n  a:\n    publish: {message: {payload: {type: object}}}\n";
+    let aged = gw.register("aged", document, None).await;
+    let channel = channel_id(&aged, "a");
+    for i in 0..5 {
+        let body = json!({"channel_id": channel, "message_data": {"i": i}});
+        assert_eq!(gw.post("/messages/publish", &body).await.0, 200);
+    }
+    let path = format!("/logs/recent?channel_id={channel}");
+    let written = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&path).await;
+        (logs["logs"].as_array().map(Vec::len) == Some(5)).then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "written first");
+    let gone = eventually(WAIT, || async {
+        let (_, logs) = gw.get(&path).await;
+        (logs["logs"].as_array().map(Vec::len) == Some(0)).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "deleted once older than retention_secs");
     gw.stop().await;
 }
 

@@ -29,14 +29,23 @@ async fn serve_then_stop_with(signal: &str) {
     let config = dir.path().join("gateway.toml");
     // A flush interval far beyond the test means only the shutdown flush can
     // write the record.
+    // JSON logs come from the config on SIGINT and from `--log-json` on
+    // SIGTERM.
+    let by_flag = signal == "-TERM";
+    let logging = if by_flag {
+        ""
+    } else {
+        "[logging]\nformat = \"json\"\n"
+    };
     let toml = format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[call_log]\nflush_interval_ms = 600000\n[logging]\nformat = \"json\"\n",
+        "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[call_log]\nflush_interval_ms = 600000\n{logging}",
         db.url
     );
     std::fs::write(&config, toml).expect("config written");
     let mut child = Command::new(gateway_binary())
         .args(["serve", "--config"])
         .arg(&config)
+        .args(by_flag.then_some("--log-json"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

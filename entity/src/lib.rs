@@ -6,6 +6,7 @@ pub mod acl_rules;
 pub mod api_keys;
 pub mod asyncapi_documents;
 pub mod asyncapi_templates;
+pub mod connection_events;
 pub mod message_brokers;
 pub mod message_call_logs;
 pub mod message_channels;

@@ -6,6 +6,7 @@ mod m20261203_000001_core;
 mod m20261203_000002_webhooks;
 mod m20261203_000003_auth;
 mod m20261203_000004_access;
+mod m20261204_000005_connection_events;
 
 /// The gateway's migrations, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_webhooks::Migration),
             Box::new(m20261203_000003_auth::Migration),
             Box::new(m20261203_000004_access::Migration),
+            Box::new(m20261204_000005_connection_events::Migration),
         ]
     }
 }

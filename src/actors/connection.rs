@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::log_writer::ConnectionEvent;
 use super::subscription::{
     AddConsumer, ChannelSubscription, ConsumerAddr, Delivery, EndSubscription, Receipts,
     RemoveConsumer,
@@ -197,6 +198,8 @@ type SubscribedTx = watch::Sender<Option<Result<(), BrokerError>>>;
 
 /// One connection to one broker.
 pub struct BrokerConnection {
+    /// The last connection event recorded, so that repeats are not.
+    last_event: Option<(&'static str, Option<String>)>,
     /// Publishes handed to the adapter and not yet answered.
     in_flight: u64,
     /// Where channel subscriptions record what they receive.
@@ -251,6 +254,7 @@ impl BrokerConnection {
             protocol: crate::metrics::protocol_label(&spec.protocol),
         };
         Self {
+            last_event: None,
             in_flight: 0,
             receipts,
             spec,
@@ -269,6 +273,24 @@ impl BrokerConnection {
             draining: false,
             stopping: false,
         }
+    }
+
+    /// Records a connection event, unless it repeats the last one (a
+    /// broker that stays down is recorded once, not at every attempt).
+    fn log_event(&mut self, event: &'static str, detail: Option<String>) {
+        let key = (event, detail.clone());
+        if self.last_event.as_ref() == Some(&key) {
+            return;
+        }
+        self.last_event = Some(key);
+        self.receipts.call_log.connection_event(ConnectionEvent {
+            broker_id: self.spec.id.clone(),
+            protocol: self.spec.protocol.clone(),
+            url: redact_url(&self.spec.url),
+            event,
+            detail,
+            at: Utc::now(),
+        });
     }
 
     fn set_state(&mut self, state: ConnectionState, error: Option<String>) {
@@ -332,6 +354,7 @@ impl BrokerConnection {
             }
             act.failed_attempts = 0;
             act.set_state(ConnectionState::Connected, None);
+            act.log_event("connected", None);
             act.connected_at = Some(std::time::Instant::now());
             tracing::info!(broker = %act.spec.id, url = %redact_url(&act.spec.url), "broker connected");
             act.drain(ctx);
@@ -457,6 +480,11 @@ impl BrokerConnection {
         let delay = self.backoff();
         tracing::warn!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %error, retry_ms = delay.as_millis() as u64, "broker connection failed");
         self.set_state(ConnectionState::Reconnecting, Some(error.to_string()));
+        let event = match is_auth_failure(&error.to_string()) {
+            true => "auth_failed",
+            false => "connect_failed",
+        };
+        self.log_event(event, Some(error.to_string()));
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 
@@ -513,7 +541,8 @@ impl Actor for BrokerConnection {
         if let Err(error) = &self.adapter {
             tracing::error!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %error, "broker cannot be served");
             let message = error.to_string();
-            self.set_state(ConnectionState::Failed, Some(message));
+            self.set_state(ConnectionState::Failed, Some(message.clone()));
+            self.log_event("failed", Some(message));
             return;
         }
         let (events_tx, events_rx) = mpsc::channel(EVENTS_CAPACITY);
@@ -554,7 +583,8 @@ impl StreamHandler<AdapterEvent> for BrokerConnection {
                     return;
                 }
                 tracing::warn!(broker = %self.spec.id, url = %redact_url(&self.spec.url), %reason, "broker connection lost");
-                self.set_state(ConnectionState::Reconnecting, Some(reason));
+                self.set_state(ConnectionState::Reconnecting, Some(reason.clone()));
+                self.log_event("disconnected", Some(reason));
                 let lasted = self.connected_at.map(|at| at.elapsed()).unwrap_or_default();
                 self.short_lived = match lasted < STABLE_CONNECTION {
                     true => self.short_lived.saturating_add(1),
@@ -734,4 +764,23 @@ impl Handler<Disconnect> for BrokerConnection {
             }),
         )
     }
+}
+
+/// Whether a connection error says the broker refused the credentials.
+fn is_auth_failure(error: &str) -> bool {
+    let error = error.to_ascii_lowercase();
+    [
+        "password",
+        "not authorized",
+        "not authorised",
+        "access_refused",
+        "access refused",
+        "authentication",
+        "authorization violation",
+        "sasl",
+        "401",
+        "403",
+    ]
+    .iter()
+    .any(|sign| error.contains(sign))
 }

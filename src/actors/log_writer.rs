@@ -54,6 +54,24 @@ pub struct CallRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// One event in the life of a broker connection, for `connection_events`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ConnectionEvent {
+    /// The broker connection.
+    pub broker_id: BrokerId,
+    /// Its protocol.
+    pub protocol: String,
+    /// Its URL, password masked.
+    pub url: String,
+    /// `connected`, `disconnected`, `connect_failed` or `auth_failed`.
+    pub event: &'static str,
+    /// Why, for a disconnect or a failure.
+    pub detail: Option<String>,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
 /// Writes what is buffered; replies once it is in the database.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -64,6 +82,7 @@ pub struct LogWriter {
     db: DatabaseConnection,
     settings: CallLogConfig,
     buffer: Vec<CallRecord>,
+    events: Vec<ConnectionEvent>,
 }
 
 impl LogWriter {
@@ -74,6 +93,7 @@ impl LogWriter {
             db,
             settings,
             buffer: Vec::with_capacity(capacity),
+            events: Vec::new(),
         }
     }
 
@@ -101,19 +121,60 @@ impl LogWriter {
     /// Writes the buffer; the actor takes no new record until it is done,
     /// so records queue in the bounded mailbox meanwhile.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.buffer.is_empty() {
+        if self.buffer.is_empty() && self.events.is_empty() {
             return;
         }
         let batch = std::mem::replace(
             &mut self.buffer,
             Vec::with_capacity(self.settings.batch_size),
         );
+        let events = std::mem::take(&mut self.events);
         let db = self.db.clone();
         let count = batch.len();
         ctx.wait(
             async move {
                 if let Err(error) = store::call_logs::insert_batch(&db, batch).await {
                     tracing::error!(%error, records = count, "call log batch could not be written");
+                }
+                if let Err(error) = store::connection_events::insert_batch(&db, events).await {
+                    tracing::error!(%error, "connection events could not be written");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Deletes log rows past their age or beyond their count; the writer
+    /// takes no record meanwhile.
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let age =
+            chrono::Duration::seconds(self.settings.retention_secs.min(i64::MAX as u64) as i64);
+        let cutoff = Utc::now() - age;
+        let max_rows = self.settings.max_rows;
+        ctx.wait(
+            async move {
+                use entity::{connection_events, message_call_logs};
+                let calls = store::retention::prune::<message_call_logs::Entity>(
+                    &db,
+                    message_call_logs::Column::CreatedAt,
+                    cutoff,
+                    max_rows,
+                );
+                let events = store::retention::prune::<connection_events::Entity>(
+                    &db,
+                    connection_events::Column::CreatedAt,
+                    cutoff,
+                    max_rows,
+                );
+                match (calls.await, events.await) {
+                    (Ok(calls), Ok(events)) if calls + events > 0 => {
+                        tracing::debug!(calls, events, "old log rows removed");
+                    }
+                    (Err(error), _) | (_, Err(error)) => {
+                        tracing::warn!(%error, "old log rows could not be removed");
+                    }
+                    _ => {}
                 }
             }
             .into_actor(self),
@@ -127,6 +188,8 @@ impl Actor for LogWriter {
     fn started(&mut self, ctx: &mut Self::Context) {
         let interval = Duration::from_millis(self.settings.flush_interval_ms.max(1));
         ctx.run_interval(interval, |act, ctx| act.flush(ctx));
+        let prune = Duration::from_millis(self.settings.prune_interval_ms.max(1));
+        ctx.run_interval(prune, |act, ctx| act.prune(ctx));
     }
 
     fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
@@ -143,6 +206,14 @@ impl Handler<CallRecord> for LogWriter {
         if self.buffer.len() >= self.settings.batch_size {
             self.flush(ctx);
         }
+    }
+}
+
+impl Handler<ConnectionEvent> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, event: ConnectionEvent, _ctx: &mut Self::Context) {
+        self.events.push(event);
     }
 }
 
@@ -185,6 +256,15 @@ impl CallLog {
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "call log queue full; records dropped");
             }
+        }
+    }
+
+    /// Queues a connection event; dropped and counted like a record when
+    /// the writer's queue is full.
+    pub fn connection_event(&self, event: ConnectionEvent) {
+        if self.addr.try_send(event).is_err() {
+            self.metrics.call_log_dropped();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -62,6 +62,14 @@ pub async fn schema(
 pub struct LogQuery {
     /// Only records of this channel.
     channel_id: Option<String>,
+    /// Only records of this document.
+    asyncapi_document_id: Option<String>,
+    /// Only this direction: `publish`, `receive`, `route` or `webhook`.
+    direction: Option<String>,
+    /// Only this status: `delivered`, `received`, `rejected` or `failed`.
+    status: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    since: Option<chrono::DateTime<chrono::Utc>>,
     /// How many records at most (default 100, at most 1000).
     limit: Option<u64>,
 }
@@ -75,7 +83,39 @@ pub async fn recent_logs(
     // The log names every channel, address and callback URL, and holds
     // payloads when the config keeps them: it is for admins.
     state.auth.require_admin(&caller.0)?;
+    let query = query.into_inner();
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
-    let logs = store::call_logs::recent(&state.db, query.channel_id.as_deref(), limit).await?;
+    let filter = store::call_logs::LogFilter {
+        channel_id: query.channel_id,
+        document_id: query.asyncapi_document_id,
+        direction: query.direction,
+        status: query.status,
+        since: query.since,
+    };
+    let logs = store::call_logs::recent(&state.db, &filter, limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "logs": logs, "dropped": state.call_log.dropped() })))
+}
+
+/// Filters of `GET /logs/connections`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLogQuery {
+    /// Only events of this broker.
+    broker_id: Option<String>,
+    /// How many events at most (default 100, at most 1000).
+    limit: Option<u64>,
+}
+
+/// `GET /logs/connections`: the newest connection events (connects,
+/// disconnects, failed and refused attempts).
+pub async fn connection_logs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ConnectionLogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require_admin(&caller.0)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let events =
+        store::connection_events::recent(&state.db, query.broker_id.as_deref(), limit).await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }

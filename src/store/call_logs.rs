@@ -23,15 +23,41 @@ pub async fn insert_batch(db: &DatabaseConnection, records: Vec<CallRecord>) -> 
     txn.commit().await
 }
 
-/// The newest records, newest first, optionally of one channel.
+/// Which call-log records to list.
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    /// Only this channel's.
+    pub channel_id: Option<String>,
+    /// Only this document's.
+    pub document_id: Option<String>,
+    /// Only this direction (`publish`, `receive`, `route`, `webhook`).
+    pub direction: Option<String>,
+    /// Only this status (`delivered`, `received`, `rejected`, `failed`).
+    pub status: Option<String>,
+    /// Only records made at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The newest records that pass `filter`, newest first.
 pub async fn recent(
     db: &DatabaseConnection,
-    channel_id: Option<&str>,
+    filter: &LogFilter,
     limit: u64,
 ) -> Result<Vec<message_call_logs::Model>, DbErr> {
     let mut query = Entity::find().order_by_desc(Column::CreatedAt).limit(limit);
-    if let Some(channel_id) = channel_id {
-        query = query.filter(Column::ChannelId.eq(channel_id));
+    let equal = [
+        (Column::ChannelId, &filter.channel_id),
+        (Column::DocumentId, &filter.document_id),
+        (Column::Direction, &filter.direction),
+        (Column::Status, &filter.status),
+    ];
+    for (column, value) in equal {
+        if let Some(value) = value {
+            query = query.filter(column.eq(value.as_str()));
+        }
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(Column::CreatedAt.gte(since));
     }
     query.all(db).await
 }
