@@ -78,7 +78,9 @@ fn main() {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("stepflow_bench_{}", uuid::Uuid::new_v4().simple());
         let server = Database::connect(&admin).await.expect("PostgreSQL answers");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
         server
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await

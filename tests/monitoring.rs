@@ -72,13 +72,20 @@ async fn statistics_and_metrics_count_exactly_what_happened() {
     // N good readings, M1 that fail their schema and M2 without their
     // parameter, on the IoT channel; L measurements on streetlights.
     let (n, m1, m2, l) = (200, 30, 10, 50);
+    // The good readings go out eight at a time.
     let mut bytes = 0;
-    for i in 0..n {
-        let data = json!({"temperature": 20.0 + f64::from(i) / 10.0, "humidity": 40});
-        bytes += serde_json::to_vec(&data).expect("JSON").len();
-        let body = json!({"channel_id": device_channel, "message_data": data, "parameters": {"deviceId": device}});
-        let (status, outcome, _) = gw.post("/messages/publish", &body).await;
-        assert_eq!(status, 200, "{outcome}");
+    let bodies: Vec<Value> = (0..n)
+        .map(|i| {
+            let data = json!({"temperature": 20.0 + f64::from(i) / 10.0, "humidity": 40});
+            bytes += serde_json::to_vec(&data).expect("JSON").len();
+            json!({"channel_id": device_channel, "message_data": data, "parameters": {"deviceId": device}})
+        })
+        .collect();
+    for batch in bodies.chunks(8) {
+        let sent = batch.iter().map(|body| gw.post("/messages/publish", body));
+        for (status, outcome, _) in futures_util::future::join_all(sent).await {
+            assert_eq!(status, 200, "{outcome}");
+        }
     }
     for _ in 0..m1 {
         let body = json!({"channel_id": device_channel, "message_data": {"temperature": "hot"}, "parameters": {"deviceId": device}});
@@ -534,5 +541,48 @@ async fn the_message_stream_resumes_after_last_event_id() {
     let missed = late.next_event().await;
     assert_eq!(missed.kind, "missed", "{missed:?}");
     assert_eq!(missed.data["last_event_id"], oldest.as_str());
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn records_the_writer_cannot_take_are_dropped_and_counted_everywhere() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    // A queue of two and a writer that commits every record on its own:
+    // fifty publishes at once find the queue full while it writes.
+    config.call_log.queue_capacity = 2;
+    config.call_log.batch_size = 1;
+    let gw = TestGateway::start(config).await;
+    let document = "asyncapi: 2.6.0\ninfo: {title: Busy, version: '1'}\nchannels:\n  b:\n    publish: {message: {payload: {type: object}}}\n";
+    let busy = gw.register("busy", document, None).await;
+    let channel = channel_id(&busy, "b");
+    let bodies: Vec<Value> = (0..50)
+        .map(|i| json!({"channel_id": channel, "message_data": {"i": i}}))
+        .collect();
+    let sent = bodies.iter().map(|body| gw.post("/messages/publish", body));
+    for (status, outcome, _) in futures_util::future::join_all(sent).await {
+        assert_eq!(
+            status, 200,
+            "publishing is not slowed or refused: {outcome}"
+        );
+    }
+    let (_, logs) = gw.get("/logs/recent?limit=1000").await;
+    let dropped = logs["dropped"].as_u64().expect("dropped");
+    let written = logs["logs"].as_array().map_or(0, Vec::len) as u64;
+    println!("call log under overload: {written} written, {dropped} dropped");
+    assert!(dropped > 0, "some records were dropped");
+    let (_, stats) = gw.get("/messages/statistics").await;
+    assert_eq!(stats["call_log"]["dropped"], dropped);
+    assert_eq!(
+        stats["channels"][&channel]["published"], 50,
+        "statistics count them all"
+    );
+    let (_, _, text) = get_text(&gw, "/metrics").await;
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    assert_eq!(
+        sample(&scrape, "stepflow_call_log_dropped_records_total", &[]),
+        dropped as f64
+    );
     gw.stop().await;
 }
