@@ -503,6 +503,21 @@ fn parameter_values(
     request: &PublishRequest,
     headers: &Value,
 ) -> Result<BTreeMap<String, String>, PublishError> {
+    let given_names = request.parameters.iter().flat_map(|p| p.keys());
+    if let Some(unknown) = given_names
+        .into_iter()
+        .find(|name| !channel.parameters.contains_key(*name))
+    {
+        let known: Vec<&str> = channel.parameters.keys().map(String::as_str).collect();
+        return Err(PublishError::InvalidParameter {
+            name: unknown.clone(),
+            reason: format!(
+                "channel `{}` has no such parameter; its parameters: [{}]",
+                channel.row.address,
+                known.join(", ")
+            ),
+        });
+    }
     let mut values = BTreeMap::new();
     for (name, parameter) in &channel.parameters {
         let given = request.parameters.as_ref().and_then(|p| p.get(name));

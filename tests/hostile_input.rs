@@ -400,6 +400,15 @@ async fn publish_bodies_that_hurt_get_clear_refusals() {
             "/channel_id",
         ),
         (
+            "unknown parameter",
+            "application/json",
+            json!({"channel_id": channel, "message_data": {}, "parameters": {"nope": "x"}})
+                .to_string()
+                .into_bytes(),
+            400,
+            "has no such parameter",
+        ),
+        (
             "not JSON",
             "text/plain",
             b"temperature=21".to_vec(),

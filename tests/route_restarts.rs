@@ -288,11 +288,12 @@ async fn routed_readings_survive_kafka_and_mqtt_restarts() {
     let lost: Vec<_> = acknowledged.difference(&unique).collect();
     println!(
         "route through restarts: acknowledged by Mosquitto {}, held during the Kafka outage {}, \
-         forwarded {}, retries {}, in Kafka {} ({} unique), lost {}, duplicates {}, \
-         device retries {}",
+         forwarded {}, still pending {}, retries {}, in Kafka {} ({} unique), lost {}, \
+         duplicates {}, device retries {}",
         acknowledged.len(),
         held_in_outage["pending"],
         status["forwarded"],
+        status["pending"],
         status["retries"],
         seen.len(),
         unique.len(),

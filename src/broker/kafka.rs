@@ -663,6 +663,11 @@ impl ProtocolAdapter for KafkaAdapter {
             .config()
             .set("acks", "all")
             .set("message.timeout.ms", self.timeout.as_millis().to_string())
+            // A publish is answered once the broker has it: waiting to
+            // batch (librdkafka's default 5 ms) would add that to every
+            // answer, and cap a route, which sends one message at a time,
+            // at 200 a second. Concurrent publishes still share batches.
+            .set("linger.ms", "0")
             .create_with_context(Watch {
                 events_tx: events_tx.clone(),
             })

@@ -1,0 +1,604 @@
+//! End-to-end benchmarks: the gateway's release binary on a free port
+//! against this machine's Mosquitto, measured beside two yardsticks in the
+//! same run with the same load client, interleaved, three repetitions:
+//!
+//! - a no-op actix-web handler (this bench binary started again as a
+//!   server), the HTTP ceiling;
+//! - a native MQTT client publishing straight to Mosquitto, the broker's
+//!   own limit.
+//!
+//! Figures: REST publish to MQTT QoS 0 with validation and call logging
+//! on, closed loop with 32 connections (requests per second, gateway CPU
+//! time per message from /proc/PID/stat); open-loop end-to-end latency
+//! (publish to an MQTT subscriber) at 2,000 per second and the latency the
+//! gateway adds over the direct path at the same rate; a run at 5,000 per
+//! second whose p99 exceeds 5 ms fails. Every figure is printed only once
+//! every message is accounted for at the subscriber; a run that lost
+//! messages prints the loss instead.
+//!
+//! Run with `cargo bench --bench end_to_end` (about two minutes after the
+//! release build); `STEPFLOW_BENCH_SECONDS` sets the length of one
+//! closed-loop measurement (default 5).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+const CONNECTIONS: usize = 32;
+const MQTT: &str = "tcp://127.0.0.1:1883";
+const REPETITIONS: usize = 3;
+
+fn main() {
+    if std::env::var("STEPFLOW_BENCH_ROLE").as_deref() == Ok("noop") {
+        noop_server();
+        return;
+    }
+    let system = actix::System::new();
+    let failed = system.block_on(run());
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+/// The no-op handler: answers every POST with 200 and a small JSON body.
+fn noop_server() {
+    actix_web::rt::System::new().block_on(async {
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().default_service(actix_web::web::to(|| async {
+                actix_web::HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body("{}")
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("free port");
+        println!("{}", server.addrs()[0]);
+        server.run().await.expect("serves");
+    });
+}
+
+/// A child process and the address it listens on.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn noop() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .env("STEPFLOW_BENCH_ROLE", "noop")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("no-op server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("address");
+        Self {
+            child,
+            addr: line.trim().to_owned(),
+        }
+    }
+
+    fn gateway(dir: &std::path::Path) -> Self {
+        let config = dir.join("gateway.toml");
+        let toml = format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}\"\n\
+             [logging]\nformat = \"json\"\nfilter = \"warn,stepflow_gateway::gateway=info\"\n",
+            dir.join("gateway.db").display()
+        );
+        std::fs::write(&config, toml).expect("config written");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stepflow-gateway"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gateway starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(addr) = event["fields"]["local_addr"].as_str() {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("gateway reports its address");
+        Self { child, addr }
+    }
+
+    /// User plus system CPU time of the process so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which ends with the last `)`.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line.
+        let total = ticks(11) + ticks(12);
+        let per_second = clock_ticks();
+        Duration::from_nanos(total * 1_000_000_000 / per_second)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// An MQTT subscriber that records the `seq` and send time of every
+/// message of one run on `topic`.
+struct Subscriber {
+    client: paho_mqtt::AsyncClient,
+    seen: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl Subscriber {
+    async fn start(topic: &str) -> Self {
+        let options = paho_mqtt::CreateOptionsBuilder::new()
+            .server_uri(MQTT)
+            .client_id(format!("bench-sub-{}", uuid::Uuid::new_v4().simple()))
+            .persistence(paho_mqtt::PersistenceType::None)
+            .finalize();
+        let client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        client.set_message_callback(move |_, message| {
+            let Some(message) = message else { return };
+            let received = now_ns();
+            if let Ok(value) = serde_json::from_slice::<Value>(message.payload()) {
+                if let (Some(seq), Some(ts)) = (value["seq"].as_u64(), value["ts"].as_u64()) {
+                    let latency = received.saturating_sub(ts);
+                    sink.lock().expect("seen").push((seq, latency));
+                }
+            }
+        });
+        client.connect(None).await.expect("Mosquitto");
+        client.subscribe(topic, 0).await.expect("subscribed");
+        Self { client, seen }
+    }
+
+    /// Waits until `count` distinct messages arrived or two seconds pass
+    /// with none; answers the latencies (ns) of those that did.
+    async fn collect(&self, count: u64) -> (u64, Vec<u64>) {
+        let mut last = 0;
+        let mut quiet = Instant::now();
+        loop {
+            let got = self.seen.lock().expect("seen").len();
+            if got as u64 >= count || quiet.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            if got != last {
+                last = got;
+                quiet = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().expect("seen"));
+        let distinct: BTreeSet<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+        (
+            distinct.len() as u64,
+            seen.into_iter().map(|(_, l)| l).collect(),
+        )
+    }
+
+    async fn stop(self) {
+        let _ = self.client.disconnect(None).await;
+    }
+}
+
+/// What one closed-loop measurement counted.
+struct Counted {
+    ok: u64,
+    errors: u64,
+    took: Duration,
+}
+
+impl Counted {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// Posts `body(seq)` to `url` from 32 connections, each waiting for its
+/// answer before the next, for `length`.
+async fn closed_loop_http(
+    url: &str,
+    length: Duration,
+    body: impl Fn(u64) -> Value + Clone + 'static,
+) -> Counted {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connector(awc::Connector::new().limit(CONNECTIONS * 2))
+        .finish();
+    let next = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers = (0..CONNECTIONS).map(|_| {
+        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+        let (next, ok, errors) = (next.clone(), ok.clone(), errors.clone());
+        async move {
+            while Instant::now() < deadline {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                let sent = client
+                    .post(&url)
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(body(seq).to_string())
+                    .await;
+                match sent {
+                    Ok(mut response) if response.status().is_success() => {
+                        let _ = response.body().await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(workers).await;
+    Counted {
+        ok: ok.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        took: started.elapsed(),
+    }
+}
+
+/// Publishes straight to Mosquitto at QoS 0 from 32 concurrent loops for
+/// `length`.
+async fn closed_loop_mqtt(topic: &str, length: Duration) -> Counted {
+    let options = paho_mqtt::CreateOptionsBuilder::new()
+        .server_uri(MQTT)
+        .client_id(format!("bench-pub-{}", uuid::Uuid::new_v4().simple()))
+        .persistence(paho_mqtt::PersistenceType::None)
+        .max_buffered_messages(100_000)
+        .finalize();
+    let client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
+    client.connect(None).await.expect("Mosquitto");
+    let next = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers = (0..CONNECTIONS).map(|_| {
+        let (client, topic) = (client.clone(), topic.to_owned());
+        let (next, ok, errors) = (next.clone(), ok.clone(), errors.clone());
+        async move {
+            while Instant::now() < deadline {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                let payload = json!({"seq": seq, "ts": now_ns(), "temperature": 21.5});
+                let message = paho_mqtt::Message::new(&topic, payload.to_string(), 0);
+                match client.publish(message).await {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }
+    });
+    futures_util::future::join_all(workers).await;
+    let _ = client.disconnect(None).await;
+    Counted {
+        ok: ok.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        took: started.elapsed(),
+    }
+}
+
+/// Open loop: `rate` requests a second for `length`, each sent at its
+/// time whatever the answers do; answers the count sent and not refused.
+async fn open_loop_http(
+    url: &str,
+    rate: u64,
+    length: Duration,
+    body: impl Fn(u64) -> Value + Clone + 'static,
+) -> Counted {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connector(awc::Connector::new().limit(256))
+        .finish();
+    let total = rate * length.as_secs();
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = tokio::time::Instant::now();
+    let mut sent = Vec::with_capacity(total as usize);
+    for seq in 0..total {
+        tokio::time::sleep_until(started + Duration::from_nanos(seq * 1_000_000_000 / rate)).await;
+        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+        let (ok, errors) = (ok.clone(), errors.clone());
+        sent.push(actix_web::rt::spawn(async move {
+            let answer = client
+                .post(&url)
+                .insert_header(("content-type", "application/json"))
+                .send_body(body(seq).to_string())
+                .await;
+            match answer {
+                Ok(response) if response.status().is_success() => {
+                    ok.fetch_add(1, Ordering::Relaxed)
+                }
+                _ => errors.fetch_add(1, Ordering::Relaxed),
+            };
+        }));
+    }
+    futures_util::future::join_all(sent).await;
+    Counted {
+        ok: ok.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        took: started.elapsed(),
+    }
+}
+
+/// Open loop straight to Mosquitto at QoS 0.
+async fn open_loop_mqtt(topic: &str, rate: u64, length: Duration) -> Counted {
+    let options = paho_mqtt::CreateOptionsBuilder::new()
+        .server_uri(MQTT)
+        .client_id(format!("bench-pub-{}", uuid::Uuid::new_v4().simple()))
+        .persistence(paho_mqtt::PersistenceType::None)
+        .finalize();
+    let client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
+    client.connect(None).await.expect("Mosquitto");
+    let total = rate * length.as_secs();
+    let started = tokio::time::Instant::now();
+    let mut ok = 0;
+    let mut errors = 0;
+    for seq in 0..total {
+        tokio::time::sleep_until(started + Duration::from_nanos(seq * 1_000_000_000 / rate)).await;
+        let payload = json!({"seq": seq, "ts": now_ns(), "temperature": 21.5});
+        let message = paho_mqtt::Message::new(topic, payload.to_string(), 0);
+        match client.publish(message).await {
+            Ok(()) => ok += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    let _ = client.disconnect(None).await;
+    Counted {
+        ok,
+        errors,
+        took: started.elapsed(),
+    }
+}
+
+/// Median, min and max.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (median, sorted[0], sorted[sorted.len() - 1])
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index] as f64 / 1_000_000.0
+}
+
+/// Registers the IoT document on the gateway; answers its channel id.
+async fn register(gateway: &Server) -> String {
+    let document = "asyncapi: 2.6.0\ninfo: {title: IoT Device API, version: '1'}\n\
+        servers:\n  plant: {url: 'mqtt://127.0.0.1:1883', protocol: mqtt}\n\
+        channels:\n  device/{deviceId}/data:\n    parameters:\n      deviceId: {schema: {type: string}}\n\
+        \x20   publish:\n      message:\n        payload:\n          type: object\n          required: [seq, ts]\n\
+        \x20         properties: {seq: {type: integer}, ts: {type: integer}, temperature: {type: number}}\n";
+    let body = json!({"name": "IoT Device API", "asyncapi_content": document});
+    let mut response = awc::Client::default()
+        .post(format!("http://{}/asyncapis/register", gateway.addr))
+        .send_json(&body)
+        .await
+        .expect("registered");
+    let registered: Value = response.json().limit(1 << 20).await.expect("JSON");
+    registered["channels"][0]["id"]
+        .as_str()
+        .expect("channel id")
+        .to_owned()
+}
+
+/// Every figure of one repetition: (rate, extra) per condition.
+#[derive(Default)]
+struct Figures {
+    noop: Vec<f64>,
+    gateway: Vec<f64>,
+    mqtt: Vec<f64>,
+    cpu_us: Vec<f64>,
+    lost: Vec<String>,
+}
+
+async fn run() -> bool {
+    let seconds = std::env::var("STEPFLOW_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let length = Duration::from_secs(seconds);
+    let dir = tempfile::tempdir().expect("folder");
+    let gateway = Server::gateway(dir.path());
+    let noop = Server::noop();
+    let channel = register(&gateway).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let publish_url = format!("http://{}/messages/publish", gateway.addr);
+    let noop_url = format!("http://{}/", noop.addr);
+    println!(
+        "end-to-end bench: gateway {} (pid {}), no-op handler {}, Mosquitto {MQTT}, {CONNECTIONS} connections, {seconds} s per measurement, {REPETITIONS} repetitions",
+        gateway.addr,
+        gateway.child.id(),
+        noop.addr
+    );
+
+    let mut figures = Figures::default();
+    for rep in 0..REPETITIONS {
+        let body = |seq: u64| json!({"seq": seq, "ts": now_ns(), "temperature": 21.5});
+        let counted = closed_loop_http(&noop_url, length, body).await;
+        figures.noop.push(counted.rate());
+
+        let device = format!("bench-{run}-{rep}");
+        let topic = format!("device/{device}/data");
+        let subscriber = Subscriber::start(&topic).await;
+        let cpu_before = gateway.cpu();
+        let (channel, device) = (channel.clone(), device.clone());
+        let body = move |seq: u64| {
+            json!({"channel_id": channel, "parameters": {"deviceId": device},
+                   "message_data": {"seq": seq, "ts": now_ns(), "temperature": 21.5}})
+        };
+        let counted = closed_loop_http(&publish_url, length, body).await;
+        let cpu = gateway.cpu().saturating_sub(cpu_before);
+        let (arrived, _) = subscriber.collect(counted.ok).await;
+        subscriber.stop().await;
+        if arrived < counted.ok || counted.errors > 0 {
+            figures.lost.push(format!(
+                "rest_publish_mqtt_qos0 repetition {rep}: {} acknowledged, {} arrived, {} errors",
+                counted.ok, arrived, counted.errors
+            ));
+        } else {
+            figures.gateway.push(counted.rate());
+            figures
+                .cpu_us
+                .push(cpu.as_secs_f64() * 1e6 / counted.ok as f64);
+        }
+
+        let topic = format!("bench/{run}/direct/{rep}");
+        let subscriber = Subscriber::start(&topic).await;
+        let counted = closed_loop_mqtt(&topic, length).await;
+        let (arrived, _) = subscriber.collect(counted.ok).await;
+        subscriber.stop().await;
+        if arrived < counted.ok {
+            figures.lost.push(format!(
+                "mqtt_direct_qos0 repetition {rep}: {} published, {} arrived",
+                counted.ok, arrived
+            ));
+        } else {
+            figures.mqtt.push(counted.rate());
+        }
+    }
+    report_throughput(&figures);
+    let latency_failed = latency(&gateway, &channel, &run).await;
+    drop(noop);
+    drop(gateway);
+    latency_failed || !figures.lost.is_empty()
+}
+
+fn report_throughput(figures: &Figures) {
+    let line = |name: &str, unit: &str, values: &[f64]| {
+        if values.is_empty() {
+            println!("{name}: no complete run");
+            return;
+        }
+        let (median, min, max) = spread(values);
+        println!(
+            "{name}: {median:.0} {unit} (min {min:.0}, max {max:.0}, {} runs)",
+            values.len()
+        );
+    };
+    line("noop_handler", "requests/s", &figures.noop);
+    line("rest_publish_mqtt_qos0", "requests/s", &figures.gateway);
+    line("mqtt_direct_qos0", "messages/s", &figures.mqtt);
+    if !figures.cpu_us.is_empty() {
+        let (median, min, max) = spread(&figures.cpu_us);
+        println!("gateway_cpu_per_message: {median:.1} us (min {min:.1}, max {max:.1})");
+    }
+    if !figures.gateway.is_empty() && !figures.noop.is_empty() {
+        let ratio = spread(&figures.gateway).0 / spread(&figures.noop).0;
+        println!("ratio_to_noop_handler (REST publish with validation and logging / no-op handler): {ratio:.2}");
+    }
+    for loss in &figures.lost {
+        println!("LOST: {loss}");
+    }
+}
+
+/// Open-loop latency at 2,000 per second (and at 5,000, which must keep
+/// p99 under 5 ms), through the gateway and straight to the broker.
+async fn latency(gateway: &Server, channel: &str, run: &str) -> bool {
+    let length = Duration::from_secs(5);
+    let publish_url = format!("http://{}/messages/publish", gateway.addr);
+    let mut failed = false;
+    for rate in [2_000, 5_000] {
+        let topic = format!("bench/{run}/direct-latency/{rate}");
+        let subscriber = Subscriber::start(&topic).await;
+        let direct = open_loop_mqtt(&topic, rate, length).await;
+        let (arrived, mut direct_latency) = subscriber.collect(direct.ok).await;
+        subscriber.stop().await;
+        direct_latency.sort_unstable();
+        if arrived < direct.ok {
+            println!(
+                "LOST: direct at {rate}/s: {} published, {arrived} arrived",
+                direct.ok
+            );
+            failed = true;
+            continue;
+        }
+
+        let device = format!("bench-{run}-latency-{rate}");
+        let subscriber = Subscriber::start(&format!("device/{device}/data")).await;
+        let (channel, device) = (channel.to_owned(), device.clone());
+        let body = move |seq: u64| {
+            json!({"channel_id": channel, "parameters": {"deviceId": device},
+                   "message_data": {"seq": seq, "ts": now_ns(), "temperature": 21.5}})
+        };
+        let through = open_loop_http(&publish_url, rate, length, body).await;
+        let (arrived, mut latencies) = subscriber.collect(through.ok).await;
+        subscriber.stop().await;
+        latencies.sort_unstable();
+        if arrived < through.ok || through.errors > 0 {
+            println!(
+                "LOST: gateway at {rate}/s: {} acknowledged, {arrived} arrived, {} errors",
+                through.ok, through.errors
+            );
+            failed = true;
+            continue;
+        }
+        let (p50, p99, p999) = (
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 0.999),
+        );
+        let (d50, d99) = (
+            percentile(&direct_latency, 0.50),
+            percentile(&direct_latency, 0.99),
+        );
+        println!(
+            "latency_at_{rate}_per_s: gateway p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms; direct p50 {d50:.2} ms, p99 {d99:.2} ms; added p50 {:.2} ms, p99 {:.2} ms",
+            p50 - d50,
+            p99 - d99
+        );
+        if rate == 5_000 && p99 > 5.0 {
+            println!("FAILED: p99 {p99:.2} ms at 5,000/s exceeds 5 ms (a socket with Nagle's algorithm on?)");
+            failed = true;
+        }
+    }
+    failed
+}
