@@ -55,7 +55,6 @@ fn noop_server() {
                     .body("{}")
             }))
         })
-        .workers(1)
         .bind("127.0.0.1:0")
         .expect("free port");
         println!("{}", server.addrs()[0]);
@@ -165,6 +164,8 @@ fn now_ns() -> u64 {
 struct Subscriber {
     client: paho_mqtt::AsyncClient,
     seen: Arc<Mutex<Vec<(u64, u64)>>>,
+    /// When the latest message arrived.
+    last: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Subscriber {
@@ -176,7 +177,8 @@ impl Subscriber {
             .finalize();
         let client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
+        let last = Arc::new(Mutex::new(None));
+        let (sink, latest) = (seen.clone(), last.clone());
         client.set_message_callback(move |_, message| {
             let Some(message) = message else { return };
             let received = now_ns();
@@ -184,12 +186,18 @@ impl Subscriber {
                 if let (Some(seq), Some(ts)) = (value["seq"].as_u64(), value["ts"].as_u64()) {
                     let latency = received.saturating_sub(ts);
                     sink.lock().expect("seen").push((seq, latency));
+                    *latest.lock().expect("last") = Some(Instant::now());
                 }
             }
         });
         client.connect(None).await.expect("Mosquitto");
         client.subscribe(topic, 0).await.expect("subscribed");
-        Self { client, seen }
+        Self { client, seen, last }
+    }
+
+    /// When the latest message arrived.
+    fn last_arrival(&self) -> Option<Instant> {
+        *self.last.lock().expect("last")
     }
 
     /// Waits until `count` distinct messages arrived or two seconds pass
@@ -221,6 +229,80 @@ impl Subscriber {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection with Nagle's algorithm off: the
+/// load client, thin enough that a no-op handler is not limited by it.
+struct Connection {
+    stream: tokio::io::BufStream<tokio::net::TcpStream>,
+    host: String,
+    path: String,
+}
+
+impl Connection {
+    async fn open(url: &str) -> std::io::Result<Self> {
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let stream = tokio::net::TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: tokio::io::BufStream::new(stream),
+            host: host.to_owned(),
+            path: format!("/{path}"),
+        })
+    }
+
+    /// POSTs `body` and reads the answer; answers whether it was 2xx.
+    async fn post(&mut self, body: &str) -> std::io::Result<bool> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+        let head = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.path,
+            self.host,
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body.as_bytes()).await?;
+        self.stream.flush().await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let ok = line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|s| s.starts_with('2'));
+        let mut length = 0;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        self.stream.read_exact(&mut answer).await?;
+        Ok(ok)
+    }
+}
+
+/// Runs `load` on a runtime of its own with two threads, apart from the
+/// bench's actix system, so that the load client has both cores to use.
+fn on_load_runtime<T: Send + 'static>(
+    load: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("load runtime");
+    runtime.block_on(load)
+}
+
 /// What one closed-loop measurement counted.
 struct Counted {
     ok: u64,
@@ -239,46 +321,48 @@ impl Counted {
 async fn closed_loop_http(
     url: &str,
     length: Duration,
-    body: impl Fn(u64) -> Value + Clone + 'static,
+    body: impl Fn(u64) -> Value + Clone + Send + Sync + 'static,
 ) -> Counted {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .connector(awc::Connector::new().limit(CONNECTIONS * 2))
-        .finish();
-    let next = Arc::new(AtomicU64::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + length;
-    let workers = (0..CONNECTIONS).map(|_| {
-        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
-        let (next, ok, errors) = (next.clone(), ok.clone(), errors.clone());
-        async move {
-            while Instant::now() < deadline {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                let sent = client
-                    .post(&url)
-                    .insert_header(("content-type", "application/json"))
-                    .send_body(body(seq).to_string())
-                    .await;
-                match sent {
-                    Ok(mut response) if response.status().is_success() => {
-                        let _ = response.body().await;
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
+    let url = url.to_owned();
+    let load = async move {
+        let next = Arc::new(AtomicU64::new(0));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let deadline = started + length;
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (url, body) = (url.clone(), body.clone());
+                let (next, ok, errors) = (next.clone(), ok.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let Ok(mut connection) = Connection::open(&url).await else {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    while Instant::now() < deadline {
+                        let seq = next.fetch_add(1, Ordering::Relaxed);
+                        match connection.post(&body(seq).to_string()).await {
+                            Ok(true) => ok.fetch_add(1, Ordering::Relaxed),
+                            Ok(false) => errors.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        };
                     }
-                }
-            }
+                })
+            })
+            .collect();
+        futures_util::future::join_all(workers).await;
+        Counted {
+            ok: ok.load(Ordering::Relaxed),
+            errors: errors.load(Ordering::Relaxed),
+            took: started.elapsed(),
         }
-    });
-    futures_util::future::join_all(workers).await;
-    Counted {
-        ok: ok.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        took: started.elapsed(),
-    }
+    };
+    tokio::task::spawn_blocking(move || on_load_runtime(load))
+        .await
+        .expect("load thread")
 }
 
 /// Publishes straight to Mosquitto at QoS 0 from 32 concurrent loops for
@@ -321,47 +405,57 @@ async fn closed_loop_mqtt(topic: &str, length: Duration) -> Counted {
     }
 }
 
-/// Open loop: `rate` requests a second for `length`, each sent at its
-/// time whatever the answers do; answers the count sent and not refused.
+/// Open loop: `rate` requests a second for `length`, each due at its own
+/// time whatever the answers do, from a pool of 64 connections; each body
+/// carries its due time as `ts`, so a request that waited for a free
+/// connection counts that wait in its latency.
 async fn open_loop_http(
     url: &str,
     rate: u64,
     length: Duration,
-    body: impl Fn(u64) -> Value + Clone + 'static,
+    body: impl Fn(u64, u64) -> Value + Clone + Send + Sync + 'static,
 ) -> Counted {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .connector(awc::Connector::new().limit(256))
-        .finish();
-    let total = rate * length.as_secs();
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = tokio::time::Instant::now();
-    let mut sent = Vec::with_capacity(total as usize);
-    for seq in 0..total {
-        tokio::time::sleep_until(started + Duration::from_nanos(seq * 1_000_000_000 / rate)).await;
-        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
-        let (ok, errors) = (ok.clone(), errors.clone());
-        sent.push(actix_web::rt::spawn(async move {
-            let answer = client
-                .post(&url)
-                .insert_header(("content-type", "application/json"))
-                .send_body(body(seq).to_string())
-                .await;
-            match answer {
-                Ok(response) if response.status().is_success() => {
-                    ok.fetch_add(1, Ordering::Relaxed)
-                }
-                _ => errors.fetch_add(1, Ordering::Relaxed),
-            };
-        }));
-    }
-    futures_util::future::join_all(sent).await;
-    Counted {
-        ok: ok.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        took: started.elapsed(),
-    }
+    let url = url.to_owned();
+    let load = async move {
+        let total = rate * length.as_secs();
+        let (jobs_tx, jobs_rx) = async_channel::bounded::<(u64, u64)>(total as usize);
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..64)
+            .map(|_| {
+                let (url, body, jobs) = (url.clone(), body.clone(), jobs_rx.clone());
+                let (ok, errors) = (ok.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let Ok(mut connection) = Connection::open(&url).await else {
+                        return;
+                    };
+                    while let Ok((seq, due)) = jobs.recv().await {
+                        match connection.post(&body(seq, due).to_string()).await {
+                            Ok(true) => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        let started = tokio::time::Instant::now();
+        let epoch = now_ns();
+        for seq in 0..total {
+            let offset = seq * 1_000_000_000 / rate;
+            tokio::time::sleep_until(started + Duration::from_nanos(offset)).await;
+            let _ = jobs_tx.send((seq, epoch + offset)).await;
+        }
+        jobs_tx.close();
+        futures_util::future::join_all(workers).await;
+        Counted {
+            ok: ok.load(Ordering::Relaxed),
+            errors: errors.load(Ordering::Relaxed),
+            took: started.elapsed(),
+        }
+    };
+    tokio::task::spawn_blocking(move || on_load_runtime(load))
+        .await
+        .expect("load thread")
 }
 
 /// Open loop straight to Mosquitto at QoS 0.
@@ -470,14 +564,16 @@ async fn run() -> bool {
         let topic = format!("device/{device}/data");
         let subscriber = Subscriber::start(&topic).await;
         let cpu_before = gateway.cpu();
+        let began = Instant::now();
         let (channel, device) = (channel.clone(), device.clone());
         let body = move |seq: u64| {
             json!({"channel_id": channel, "parameters": {"deviceId": device},
                    "message_data": {"seq": seq, "ts": now_ns(), "temperature": 21.5}})
         };
         let counted = closed_loop_http(&publish_url, length, body).await;
-        let cpu = gateway.cpu().saturating_sub(cpu_before);
         let (arrived, _) = subscriber.collect(counted.ok).await;
+        let cpu = gateway.cpu().saturating_sub(cpu_before);
+        let delivered_in = subscriber.last_arrival().map(|t| t - began);
         subscriber.stop().await;
         if arrived < counted.ok || counted.errors > 0 {
             figures.lost.push(format!(
@@ -485,7 +581,10 @@ async fn run() -> bool {
                 counted.ok, arrived, counted.errors
             ));
         } else {
-            figures.gateway.push(counted.rate());
+            // Acknowledged is not yet delivered: the rate counts until the
+            // last message reached the subscriber.
+            let took = delivered_in.unwrap_or(counted.took).max(counted.took);
+            figures.gateway.push(counted.ok as f64 / took.as_secs_f64());
             figures
                 .cpu_us
                 .push(cpu.as_secs_f64() * 1e6 / counted.ok as f64);
@@ -493,8 +592,10 @@ async fn run() -> bool {
 
         let topic = format!("bench/{run}/direct/{rep}");
         let subscriber = Subscriber::start(&topic).await;
+        let began = Instant::now();
         let counted = closed_loop_mqtt(&topic, length).await;
         let (arrived, _) = subscriber.collect(counted.ok).await;
+        let delivered_in = subscriber.last_arrival().map(|t| t - began);
         subscriber.stop().await;
         if arrived < counted.ok {
             figures.lost.push(format!(
@@ -502,7 +603,8 @@ async fn run() -> bool {
                 counted.ok, arrived
             ));
         } else {
-            figures.mqtt.push(counted.rate());
+            let took = delivered_in.unwrap_or(counted.took).max(counted.took);
+            figures.mqtt.push(counted.ok as f64 / took.as_secs_f64());
         }
     }
     report_throughput(&figures);
@@ -565,9 +667,9 @@ async fn latency(gateway: &Server, channel: &str, run: &str) -> bool {
         let device = format!("bench-{run}-latency-{rate}");
         let subscriber = Subscriber::start(&format!("device/{device}/data")).await;
         let (channel, device) = (channel.to_owned(), device.clone());
-        let body = move |seq: u64| {
+        let body = move |seq: u64, due: u64| {
             json!({"channel_id": channel, "parameters": {"deviceId": device},
-                   "message_data": {"seq": seq, "ts": now_ns(), "temperature": 21.5}})
+                   "message_data": {"seq": seq, "ts": due, "temperature": 21.5}})
         };
         let through = open_loop_http(&publish_url, rate, length, body).await;
         let (arrived, mut latencies) = subscriber.collect(through.ok).await;

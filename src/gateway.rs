@@ -85,13 +85,7 @@ impl Gateway {
         let db = store::connect(&config.database.url, config.database.max_connections).await?;
         let call_log =
             LogWriter::new(db.clone(), config.call_log.clone()).spawn(config.sse.stream_buffer);
-        let context = AdapterContext {
-            memory: Default::default(),
-            connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
-            kafka_group_id: config.brokers.kafka_group_id.clone(),
-            tls: crate::tls::client_config(config.brokers.tls_ca_file.as_deref())?,
-            call_log: call_log.clone(),
-        };
+        let context = adapter_context(&config, &call_log)?;
         let supervisor = BrokerSupervisor::new(config.brokers.clone(), context).start();
         let catalog: SharedCatalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
         let registry = Arc::new(Registry::new(
@@ -103,6 +97,7 @@ impl Gateway {
         ));
         let restored = registry.restore().await?;
         load_documents(&registry, &config).await?;
+        let documents = catalog.load().documents().len();
         let auth = Arc::new(Auth::new(&config.auth)?);
         let stored_rules = store::acl_rules::all(&db).await.map_err(StoreError::from)?;
         auth.rules().set_stored(stored_rules);
@@ -149,7 +144,7 @@ impl Gateway {
         let (server, local_addr) = serve(&config, state)?;
         let handle = server.handle();
         let server_task = actix_web::rt::spawn(server);
-        tracing::info!(%local_addr, documents = restored, "gateway listening");
+        tracing::info!(%local_addr, documents, restored, "gateway listening");
         Ok(Self {
             local_addr,
             server: handle,
@@ -195,6 +190,18 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
     }
+}
+
+/// What the broker connections share: the in-memory broker, timeouts,
+/// the TLS settings and the call log their receipts go to.
+fn adapter_context(config: &Config, call_log: &CallLog) -> Result<AdapterContext, GatewayError> {
+    Ok(AdapterContext {
+        memory: Default::default(),
+        connect_timeout: Duration::from_millis(config.brokers.connect_timeout_ms),
+        kafka_group_id: config.brokers.kafka_group_id.clone(),
+        tls: crate::tls::client_config(config.brokers.tls_ca_file.as_deref())?,
+        call_log: call_log.clone(),
+    })
 }
 
 /// Starts one Router per route of the config, once every route checks

@@ -168,9 +168,9 @@ impl Metrics {
                         .observe(seconds(latency));
                 }
             }
-            Kind::DeliveryFailed(reason) => {
+            Kind::DeliveryFailed(front, reason) => {
                 self.deliveries
-                    .with_label_values(&["webhook", "failed", reason])
+                    .with_label_values(&[front, "failed", reason])
                     .inc();
             }
         }

@@ -123,6 +123,9 @@ pub enum PublishError {
     /// The principal may not publish here.
     #[error("{0}")]
     Forbidden(String),
+    /// A header name the gateway keeps for itself (`stepflow-…`).
+    #[error("header `{0}` is the gateway's own; headers starting with `stepflow-` cannot be set")]
+    ReservedHeader(String),
 }
 
 impl PublishError {
@@ -149,6 +152,7 @@ impl PublishError {
             PublishError::Broker(BrokerError::Refused(_)) => "broker_refused",
             PublishError::Broker(BrokerError::InvalidAddress(_)) => "parameter",
             PublishError::Forbidden(_) => "forbidden",
+            PublishError::ReservedHeader(_) => "header",
         }
     }
 }
@@ -317,32 +321,15 @@ impl Publisher {
         attempt.document_id = Some(DocumentId::from(channel.row.document_id.clone()));
 
         let headers = Value::Object(request.headers.clone().unwrap_or_default());
-        let message = match (raw, validation) {
-            (Some(_), _) => None,
-            (None, Validation::On) => Some(select_message(channel, request, &headers)?),
-            (None, Validation::Off) => Some(named_message(channel, request)?),
-        };
+        if let Some(reserved) = reserved_header(&headers) {
+            return Err(PublishError::ReservedHeader(reserved));
+        }
+        let message = choose_message(channel, request, &headers, raw.is_some(), validation)?;
         attempt.message_id = message.map(|m| m.id.clone());
 
         let values = parameter_values(channel, request, &headers)?;
-        let document = catalog.document(&DocumentId::from(channel.row.document_id.clone()));
-        let access = AccessRequest {
-            action: Action::Publish,
-            document: document.map_or("", |d| d.row.name.as_str()),
-            address: &channel.row.address,
-            parameters: &values,
-            messages: &message
-                .map(|m| m.row.name.as_str())
-                .into_iter()
-                .collect::<Vec<_>>(),
-        };
-        let allowed = self.auth.authorize(principal, &access);
-        allowed.map_err(|e| PublishError::Forbidden(e.to_string()))?;
-        let separators = channel
-            .broker
-            .as_ref()
-            .map_or(Separators::Slash, |b| Separators::of(&b.protocol));
-        let address = channel.address.render_in(&values, separators)?;
+        self.check_access(principal, &catalog, channel, &values, message)?;
+        let address = render_address(channel, &values)?;
         attempt.address = Some(address.clone());
 
         let broker = channel.broker.as_ref().ok_or(PublishError::NoBroker)?;
@@ -380,6 +367,28 @@ impl Publisher {
             },
             latency_ms: started.elapsed().as_secs_f64() * 1_000.0,
         })
+    }
+
+    /// Whether `principal` may publish this message with these values.
+    fn check_access(
+        &self,
+        principal: &Principal,
+        catalog: &crate::catalog::Catalog,
+        channel: &ChannelEntry,
+        values: &BTreeMap<String, String>,
+        message: Option<&MessageEntry>,
+    ) -> Result<(), PublishError> {
+        let document = catalog.document(&DocumentId::from(channel.row.document_id.clone()));
+        let messages: Vec<&str> = message.map(|m| m.row.name.as_str()).into_iter().collect();
+        let access = AccessRequest {
+            action: Action::Publish,
+            document: document.map_or("", |d| d.row.name.as_str()),
+            address: &channel.row.address,
+            parameters: values,
+            messages: &messages,
+        };
+        let allowed = self.auth.authorize(principal, &access);
+        allowed.map_err(|e| PublishError::Forbidden(e.to_string()))
     }
 
     async fn send(
@@ -438,12 +447,44 @@ pub fn resolve<'c>(
         Validation::Off => named_message(channel, request)?,
     };
     let values = parameter_values(channel, request, &headers)?;
+    Ok((message, render_address(channel, &values)?))
+}
+
+/// A header the gateway keeps for itself, if the request sets one.
+fn reserved_header(headers: &Value) -> Option<String> {
+    let names = headers.as_object()?.keys();
+    names
+        .into_iter()
+        .find(|name| name.to_ascii_lowercase().starts_with("stepflow-"))
+        .cloned()
+}
+
+/// The message a publish is: none on a raw address (no schema), else the
+/// one chosen by the payload (validated) or by name (not validated).
+fn choose_message<'c>(
+    channel: &'c ChannelEntry,
+    request: &PublishRequest,
+    headers: &Value,
+    raw: bool,
+    validation: Validation,
+) -> Result<Option<&'c MessageEntry>, PublishError> {
+    match (raw, validation) {
+        (true, _) => Ok(None),
+        (false, Validation::On) => select_message(channel, request, headers).map(Some),
+        (false, Validation::Off) => named_message(channel, request).map(Some),
+    }
+}
+
+/// The concrete address `values` give on `channel`, in its protocol's form.
+fn render_address(
+    channel: &ChannelEntry,
+    values: &BTreeMap<String, String>,
+) -> Result<String, PublishError> {
     let separators = channel
         .broker
         .as_ref()
         .map_or(Separators::Slash, |b| Separators::of(&b.protocol));
-    let address = channel.address.render_in(&values, separators)?;
-    Ok((message, address))
+    Ok(channel.address.render_in(values, separators)?)
 }
 
 /// The message named by the request, else the channel's first, unchecked.

@@ -326,7 +326,9 @@ fn fill(pattern: &str, captured: &BTreeMap<String, String>) -> Option<String> {
 /// Whether an address written to one channel can arrive on another: same
 /// broker, and level by level either a placeholder or the same text.
 fn feeds(to: &ChannelEntry, from: &ChannelEntry) -> bool {
-    let broker = |c: &ChannelEntry| c.broker.as_ref().map(|b| b.id.clone());
+    // Documents each have their own broker rows: two rows that name the
+    // same server are the same broker.
+    let broker = |c: &ChannelEntry| c.broker.as_ref().map(|b| same_server(&b.protocol, &b.url));
     if broker(to) != broker(from) {
         return false;
     }
@@ -336,6 +338,28 @@ fn feeds(to: &ChannelEntry, from: &ChannelEntry) -> bool {
         && a.iter()
             .zip(&b)
             .all(|(x, y)| x == y || x.contains('{') || y.contains('{'))
+}
+
+/// A server's identity: protocol, host (`localhost` and loopback
+/// addresses as one) and port, whatever else its URL says; every
+/// in-memory server is the one in-memory broker.
+fn same_server(protocol: &str, url: &str) -> (String, String, Option<u16>) {
+    let protocol = protocol.to_ascii_lowercase();
+    if protocol == "memory" {
+        // One in-memory broker per gateway, whatever its URL says.
+        return (protocol, String::new(), None);
+    }
+    let parsed = url::Url::parse(url).ok();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_else(|| url.to_ascii_lowercase());
+    let host = match host.as_str() {
+        "localhost" | "127.0.0.1" | "[::1]" | "::1" => "loopback".to_owned(),
+        _ => host,
+    };
+    let port = parsed.as_ref().and_then(url::Url::port_or_known_default);
+    (protocol, host, port)
 }
 
 /// The names along a cycle of routes, the first repeated at the end.

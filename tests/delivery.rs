@@ -195,6 +195,21 @@ async fn a_websocket_subscriber_that_never_reads_is_dropped_alone() {
     assert_eq!(reason.code, awc::ws::CloseCode::Policy, "{reason:?}");
     let description = reason.description.unwrap_or_default();
     assert!(description.contains("too slow"), "{description}");
+    // Operators see the drop: a failed delivery in the call log and the
+    // statistics.
+    let path = format!("/logs/recent?channel_id={channel}&direction=websocket&status=failed");
+    let logged = eventually(Duration::from_secs(10), || async {
+        let (_, logs) = gw.get(&path).await;
+        logs["logs"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await
+    .expect("the drop is in the call log");
+    assert_eq!(logged["error_kind"], "slow_consumer", "{logged}");
+    let (_, stats) = gw
+        .get(&format!("/messages/statistics?channel_id={channel}"))
+        .await;
+    let failed = &stats["channels"][&channel]["delivery_failed_by_reason"];
+    assert_eq!(failed["slow_consumer"], 1, "{stats}");
     gw.stop().await;
 }
 

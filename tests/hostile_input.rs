@@ -400,6 +400,22 @@ async fn publish_bodies_that_hurt_get_clear_refusals() {
             "/channel_id",
         ),
         (
+            "array",
+            "application/json",
+            json!([channel, {"deviceId": "arr"}]).to_string().into_bytes(),
+            400,
+            "must be a JSON object",
+        ),
+        (
+            "reserved header",
+            "application/json",
+            json!({"channel_id": channel, "message_data": {}, "headers": {"stepflow-address": "x"}})
+                .to_string()
+                .into_bytes(),
+            400,
+            "/headers/stepflow-address",
+        ),
+        (
             "unknown parameter",
             "application/json",
             json!({"channel_id": channel, "message_data": {}, "parameters": {"nope": "x"}})

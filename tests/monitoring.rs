@@ -358,6 +358,12 @@ async fn refused_logins_are_logged_and_the_logs_are_filtered_and_bounded() {
     assert_eq!(later["logs"].as_array().map(Vec::len), Some(0));
     let (status, problem) = gw.get("/logs/recent?since=yesterday").await;
     assert_eq!(status, 400, "{problem}");
+    let (status, problem) = gw.get("/logs/recent?direction=sideways").await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("`direction`"));
     gw.stop().await;
 }
 

@@ -262,7 +262,7 @@ async fn routes_are_held_to_the_access_rules() {
         ),
         (
             "Archive",
-            memory_doc("Archive", &format!("{run}/archive/{{region}}")),
+            memory_doc("Archive", &format!("{run}/archive/{{region}}/kept")),
         ),
     ];
     let mut config = with_documents(&db, dir.path(), &documents);
@@ -475,4 +475,31 @@ async fn raw_addresses_on_a_documents_broker_are_routed() {
     assert!(extra.is_none(), "nothing else arrived: {extra:?}");
     copies.close().await;
     gw.stop().await;
+}
+
+/// Two documents naming the same broker (even as `localhost` and
+/// `127.0.0.1`) are one broker: a route between their equal addresses
+/// would feed itself.
+#[actix_rt::test]
+async fn a_route_between_documents_on_one_broker_cannot_feed_itself() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let doc = |title: &str, host: &str| {
+        format!(
+            "asyncapi: 3.0.0\ninfo: {{title: '{title}', version: '1'}}\n\
+             servers:\n  plant: {{host: '{host}', protocol: mqtt}}\n\
+             channels:\n  c:\n    address: 'device/{{deviceId}}/data'\n    messages:\n      m:\n        payload: {{type: object}}\n"
+        )
+    };
+    let documents = [
+        ("First", doc("First", "127.0.0.1:1883")),
+        ("Second", doc("Second", "localhost:1883")),
+    ];
+    let mut config = with_documents(&db, dir.path(), &documents);
+    config.routes = vec![route("cross", ("First", "c"), ("Second", "c"))];
+    let error = start_error(config).await;
+    assert!(
+        error.contains("route `cross`") && error.contains("feed itself"),
+        "{error}"
+    );
 }

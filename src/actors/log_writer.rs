@@ -268,6 +268,37 @@ impl CallLog {
         }
     }
 
+    /// Records a subscriber of `channel` on `front` (`websocket`, `sse`)
+    /// dropped for `reason` (a slow consumer), as a failed delivery.
+    pub fn subscriber_dropped(
+        &self,
+        channel: &crate::catalog::ChannelEntry,
+        front: &'static str,
+        reason: String,
+    ) {
+        self.record(CallRecord {
+            id: CallLogId::generate(),
+            document_id: Some(DocumentId::from(channel.row.document_id.clone())),
+            channel_id: Some(channel.id.clone()),
+            message_id: None,
+            broker_id: channel
+                .broker
+                .as_ref()
+                .map(|b| BrokerId::from(b.id.clone())),
+            protocol: channel.protocol_label(),
+            direction: front,
+            address: None,
+            status: "failed",
+            error_kind: Some("slow_consumer"),
+            error: Some(reason),
+            latency_us: None,
+            payload_bytes: 0,
+            payload: None,
+            headers: None,
+            created_at: Utc::now(),
+        });
+    }
+
     /// Counts what happened to a message in the statistics and metrics.
     pub fn observe(&self, seen: Observed) {
         self.metrics.observe(&seen);
@@ -317,7 +348,9 @@ fn observed(record: &CallRecord) -> Observed {
     let kind = match (record.direction, record.status) {
         ("receive", _) => Kind::Received,
         ("webhook", "delivered") => Kind::Delivered("webhook"),
-        ("webhook", _) => Kind::DeliveryFailed(reason),
+        ("webhook", _) => Kind::DeliveryFailed("webhook", reason),
+        ("websocket", _) => Kind::DeliveryFailed("websocket", reason),
+        ("sse", _) => Kind::DeliveryFailed("sse", reason),
         (_, "delivered") => Kind::Published,
         (_, status) => Kind::PublishFailed(status, reason),
     };

@@ -74,9 +74,17 @@ impl SseSession {
     /// Queues one event; a client that does not keep up, or has gone, ends
     /// the stream.
     fn send(&mut self, event: String, ctx: &mut Context<Self>) {
-        if self.chunks_tx.try_send(Ok(Bytes::from(event))).is_err() {
-            tracing::debug!(channel = %self.parts.channel.id, "SSE client gone or too slow; stream ended");
-            ctx.stop();
+        match self.chunks_tx.try_send(Ok(Bytes::from(event))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let capacity = self.chunks_tx.max_capacity();
+                let reason = format!("consumer too slow: {capacity} events queued");
+                tracing::warn!(channel = %self.parts.channel.id, "SSE client too slow; stream ended");
+                let call_log = &self.parts.call_log;
+                call_log.subscriber_dropped(&self.parts.channel, "sse", reason);
+                ctx.stop();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
     }
 

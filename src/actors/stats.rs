@@ -39,8 +39,9 @@ pub enum Kind {
     Received,
     /// A message handed to a subscriber (`websocket`, `sse`, `webhook`).
     Delivered(&'static str),
-    /// A message that could not be handed to a subscriber, with the reason.
-    DeliveryFailed(&'static str),
+    /// A message that could not be handed to a subscriber of a front,
+    /// with the reason.
+    DeliveryFailed(&'static str, &'static str),
 }
 
 /// One thing that happened to a message.
@@ -134,7 +135,7 @@ impl StreamEvent {
             Kind::PublishFailed(outcome, reason) => (outcome, Some(reason), None),
             Kind::Received => ("received", None, None),
             Kind::Delivered(front) => ("delivered", None, Some(front)),
-            Kind::DeliveryFailed(reason) => ("delivery_failed", Some(reason), Some("webhook")),
+            Kind::DeliveryFailed(front, reason) => ("delivery_failed", Some(reason), Some(front)),
         };
         Self {
             id,
@@ -311,7 +312,9 @@ impl Figures {
                     self.delivery_latency.record(latency);
                 }
             }
-            Kind::DeliveryFailed(reason) => *self.delivery_failed.entry(reason).or_default() += 1,
+            Kind::DeliveryFailed(_, reason) => {
+                *self.delivery_failed.entry(reason).or_default() += 1;
+            }
         }
     }
 
@@ -457,7 +460,7 @@ impl Handler<Watch> for Stats {
                 .and_then(|(_, n)| n.parse::<u64>().ok());
             let after = known.unwrap_or(0);
             let oldest = self.ring.front().map_or(self.next_id + 1, |e| e.id);
-            if known.is_none() || after + 1 < oldest {
+            if known.is_none() || after.saturating_add(1) < oldest {
                 let missed = json!({"last_event_id": last, "first_kept": format!("{}-{oldest}", self.epoch)});
                 let text = format!("event: missed\ndata: {missed}\n\n");
                 if watch.tx.try_send(text).is_err() {
@@ -527,6 +530,41 @@ mod tests {
         assert_eq!(window.rate(7, 1), 1.0 / 60.0);
         assert_eq!(window.rate(7, 5), 61.0 / 300.0);
         assert_eq!(window.rate(200, 15), 0.0);
+    }
+
+    #[actix_rt::test]
+    async fn a_resume_after_the_largest_id_does_not_stop_the_actor() {
+        let stats = Stats::new(10).start();
+        let epoch = {
+            let (tx, mut rx) = mpsc::channel(4);
+            let after = Some("x".to_owned());
+            let watch = Watch {
+                document: None,
+                channel: None,
+                after,
+                tx,
+            };
+            stats.send(watch).await.expect("watching");
+            let missed = rx.recv().await.expect("a missed event");
+            let data: Value =
+                serde_json::from_str(missed.split("data: ").nth(1).unwrap_or("{}").trim())
+                    .unwrap_or_default();
+            let first = data["first_kept"].as_str().unwrap_or_default().to_owned();
+            first.split('-').next().unwrap_or_default().to_owned()
+        };
+        let (tx, _rx) = mpsc::channel(4);
+        let after = Some(format!("{epoch}-{}", u64::MAX));
+        stats
+            .send(Watch {
+                document: None,
+                channel: None,
+                after,
+                tx,
+            })
+            .await
+            .expect("the actor takes the watch");
+        let figures = stats.send(GetStatistics::default()).await;
+        assert!(figures.is_ok(), "the actor still answers");
     }
 
     #[test]

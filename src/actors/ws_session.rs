@@ -98,6 +98,8 @@ impl WsSession {
                     self.parts.queue_capacity
                 );
                 tracing::warn!(channel = %self.parts.channel.id, "websocket consumer too slow; closing");
+                let call_log = self.parts.publisher.call_log();
+                call_log.subscriber_dropped(&self.parts.channel, "websocket", reason.clone());
                 self.close(CloseCode::Policy, reason, ctx);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
@@ -303,6 +305,13 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
             ),
             Ok(_) => {}
             Err(ProtocolError::Overflow) => {
+                let limit = self.parts.max_frame_bytes;
+                let reason = format!("message exceeds the limit of {limit} bytes");
+                self.close(CloseCode::Size, reason, ctx)
+            }
+            // A fragmented message over the limit is reported as an I/O
+            // error by the codec; it is too big all the same.
+            Err(error) if error.to_string().contains("maximum continuation size") => {
                 let limit = self.parts.max_frame_bytes;
                 let reason = format!("message exceeds the limit of {limit} bytes");
                 self.close(CloseCode::Size, reason, ctx)

@@ -89,6 +89,15 @@ fn too_large(limit: usize) -> ApiError {
 
 /// Parses `body`; a value of the wrong shape is reported at its pointer.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // serde takes a struct from an array of its fields in order too; a
+    // request is an object.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::MalformedField {
+            pointer: String::new(),
+            message: "the body must be a JSON object".into(),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();

@@ -64,7 +64,8 @@ pub struct LogQuery {
     channel_id: Option<String>,
     /// Only records of this document.
     asyncapi_document_id: Option<String>,
-    /// Only this direction: `publish`, `receive`, `route` or `webhook`.
+    /// Only this direction: `publish`, `receive`, `route`, `webhook`,
+    /// `websocket` or `sse` (the last two: subscribers dropped).
     direction: Option<String>,
     /// Only this status: `delivered`, `received`, `rejected` or `failed`.
     status: Option<String>,
@@ -84,7 +85,11 @@ pub async fn recent_logs(
     // payloads when the config keeps them: it is for admins.
     state.auth.require_admin(&caller.0)?;
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let directions = ["publish", "receive", "route", "webhook", "websocket", "sse"];
+    one_of("direction", query.direction.as_deref(), &directions)?;
+    let statuses = ["delivered", "received", "rejected", "failed"];
+    one_of("status", query.status.as_deref(), &statuses)?;
+    let limit = query.limit.unwrap_or(100).min(1_000);
     let filter = store::call_logs::LogFilter {
         channel_id: query.channel_id,
         document_id: query.asyncapi_document_id,
@@ -94,6 +99,17 @@ pub async fn recent_logs(
     };
     let logs = store::call_logs::recent(&state.db, &filter, limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "logs": logs, "dropped": state.call_log.dropped() })))
+}
+
+/// Refuses a filter value outside `allowed`, naming the parameter.
+fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(value) if !allowed.contains(&value) => Err(ApiError::BadRequest(format!(
+            "query parameter `{name}` must be one of {}, not `{value}`",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Filters of `GET /logs/connections`.
@@ -114,7 +130,7 @@ pub async fn connection_logs(
     query: web::Query<ConnectionLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.require_admin(&caller.0)?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let limit = query.limit.unwrap_or(100).min(1_000);
     let events =
         store::connection_events::recent(&state.db, query.broker_id.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "events": events })))

@@ -88,6 +88,17 @@ impl Problem {
             PublishError::Forbidden(_) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
             }
+            PublishError::ReservedHeader(name) => {
+                let mut p = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "reserved-header",
+                    "Header reserved for the gateway",
+                    detail,
+                );
+                let pointer = format!("/headers/{}", name.replace('~', "~0").replace('/', "~1"));
+                p.errors = Some(serde_json::json!([{ "pointer": pointer, "message": "reserved" }]));
+                p
+            }
         };
         problem.call_log_id = Some(failure.call_log_id.to_string());
         problem
