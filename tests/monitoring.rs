@@ -14,24 +14,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn get_text(gw: &TestGateway, path: &str) -> (u16, String, String) {
-    let mut response = gw
-        .client
-        .get(format!("{}{path}", gw.base))
-        .send()
-        .await
-        .expect("answered");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.body().limit(1 << 24).await.expect("body");
-    let text = String::from_utf8_lossy(&body).into_owned();
-    (response.status().as_u16(), content_type, text)
-}
-
 /// The value of the sample `name` whose labels include `labels`.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let found = scrape
@@ -150,7 +132,7 @@ async fn statistics_and_metrics_count_exactly_what_happened() {
     assert_eq!(by_document["channels"][&measured]["published"], l);
     assert!(by_document["channels"][&device_channel].is_null());
 
-    let (status, content_type, text) = get_text(&gw, "/metrics").await;
+    let (status, content_type, text) = gw.get_text("/metrics").await;
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -583,7 +565,7 @@ async fn records_the_writer_cannot_take_are_dropped_and_counted_everywhere() {
         stats["channels"][&channel]["published"], 50,
         "statistics count them all"
     );
-    let (_, _, text) = get_text(&gw, "/metrics").await;
+    let (_, _, text) = gw.get_text("/metrics").await;
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
     assert_eq!(

@@ -54,6 +54,40 @@ pub struct CallRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl CallRecord {
+    /// A record of something on `channel` that did not happen: a message
+    /// a route refused, a webhook delivery given up, a subscriber dropped.
+    pub fn failure(
+        channel: &crate::catalog::ChannelEntry,
+        direction: &'static str,
+        status: &'static str,
+        kind: &'static str,
+        error: String,
+    ) -> Self {
+        Self {
+            id: CallLogId::generate(),
+            document_id: Some(DocumentId::from(channel.row.document_id.clone())),
+            channel_id: Some(channel.id.clone()),
+            message_id: None,
+            broker_id: channel
+                .broker
+                .as_ref()
+                .map(|b| BrokerId::from(b.id.clone())),
+            protocol: channel.protocol_label(),
+            direction,
+            address: None,
+            status,
+            error_kind: Some(kind),
+            error: Some(error),
+            latency_us: None,
+            payload_bytes: 0,
+            payload: None,
+            headers: None,
+            created_at: Utc::now(),
+        }
+    }
+}
+
 /// One event in the life of a broker connection, for `connection_events`.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -276,27 +310,8 @@ impl CallLog {
         front: &'static str,
         reason: String,
     ) {
-        self.record(CallRecord {
-            id: CallLogId::generate(),
-            document_id: Some(DocumentId::from(channel.row.document_id.clone())),
-            channel_id: Some(channel.id.clone()),
-            message_id: None,
-            broker_id: channel
-                .broker
-                .as_ref()
-                .map(|b| BrokerId::from(b.id.clone())),
-            protocol: channel.protocol_label(),
-            direction: front,
-            address: None,
-            status: "failed",
-            error_kind: Some("slow_consumer"),
-            error: Some(reason),
-            latency_us: None,
-            payload_bytes: 0,
-            payload: None,
-            headers: None,
-            created_at: Utc::now(),
-        });
+        let record = CallRecord::failure(channel, front, "failed", "slow_consumer", reason);
+        self.record(record);
     }
 
     /// Counts what happened to a message in the statistics and metrics.

@@ -24,7 +24,6 @@ use super::subscription::{ChannelTag, ConsumerAddr, Delivery, SubscriptionEnded}
 use super::ws_session::next_consumer_id;
 use crate::backoff;
 use crate::broker::TopicFilter;
-use crate::ids::CallLogId;
 use crate::publish::{PublishRequest, Publisher};
 use crate::routes::Route;
 
@@ -141,25 +140,11 @@ impl Router {
     fn failed(&mut self, delivery: &Delivery, kind: &'static str, error: String) {
         *self.status.failed.entry(kind).or_default() += 1;
         tracing::debug!(route = %self.route.name, kind, %error, "message not forwarded");
-        let channel = &self.route.to;
-        self.publisher.call_log().record(CallRecord {
-            id: CallLogId::generate(),
-            document_id: Some(channel.row.document_id.as_str().into()),
-            channel_id: Some(channel.id.clone()),
-            message_id: None,
-            broker_id: channel.broker.as_ref().map(|b| b.id.as_str().into()),
-            protocol: channel.protocol_label(),
-            direction: "route",
-            address: Some(delivery.topic.to_string()),
-            status: "rejected",
-            error_kind: Some(kind),
-            error: Some(format!("route `{}`: {error}", self.route.name)),
-            latency_us: None,
-            payload_bytes: delivery.payload_bytes as i64,
-            payload: None,
-            headers: None,
-            created_at: Utc::now(),
-        });
+        let detail = format!("route `{}`: {error}", self.route.name);
+        let mut record = CallRecord::failure(&self.route.to, "route", "rejected", kind, detail);
+        record.address = Some(delivery.topic.to_string());
+        record.payload_bytes = delivery.payload_bytes as i64;
+        self.publisher.call_log().record(record);
         self.status.last_error = Some(error);
     }
 

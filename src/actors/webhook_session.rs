@@ -27,7 +27,7 @@ use crate::auth::{AccessRequest, Action, Auth, Principal};
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::config::WebhooksConfig;
-use crate::ids::{CallLogId, MessageId};
+use crate::ids::MessageId;
 use crate::webhook::{sign, PublicOnlyResolver, Verdict};
 
 /// Headers of every delivery.
@@ -481,25 +481,8 @@ impl WebhookSession {
 
     /// A call-log record of a failure of this subscription.
     fn failure_record(&self, kind: &'static str, error: String) -> CallRecord {
-        let channel = &self.parts.channel;
-        CallRecord {
-            id: CallLogId::generate(),
-            document_id: Some(channel.row.document_id.as_str().into()),
-            channel_id: Some(channel.id.clone()),
-            message_id: None,
-            broker_id: channel.broker.as_ref().map(|b| b.id.as_str().into()),
-            protocol: channel.protocol_label(),
-            direction: "webhook",
-            address: None,
-            status: "failed",
-            error_kind: Some(kind),
-            error: Some(format!("{}: {error}", self.parts.row.callback_url)),
-            latency_us: None,
-            payload_bytes: 0,
-            payload: None,
-            headers: None,
-            created_at: Utc::now(),
-        }
+        let detail = format!("{}: {error}", self.parts.row.callback_url);
+        CallRecord::failure(&self.parts.channel, "webhook", "failed", kind, detail)
     }
 
     /// The body POSTed for one message.

@@ -165,6 +165,25 @@ impl TestGateway {
         (response.status().as_u16(), value, content_type)
     }
 
+    /// GETs `path`: the status, content type and body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String, String) {
+        let mut response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("answered");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.body().limit(1 << 24).await.expect("body");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (response.status().as_u16(), content_type, text)
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let mut response = self
             .client
