@@ -156,6 +156,15 @@ async fn device_data_on_mosquitto_is_routed_into_kafka_in_order() {
     .await
     .expect("the refused message is counted");
     assert_eq!(status["forwarded"], 2 * per_device, "{status}");
+    let (_, stats) = gw
+        .get(&format!("/messages/statistics?channel_id={target}"))
+        .await;
+    let target_figures = &stats["channels"][&target];
+    assert_eq!(
+        target_figures["failed"], 1,
+        "counted once: {target_figures}"
+    );
+    assert_eq!(target_figures["published"], 2 * per_device);
     println!(
         "routed: forwarded {}, refused by schema {}",
         status["forwarded"], status["failed"]["validation"]

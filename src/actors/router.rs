@@ -136,16 +136,22 @@ impl Router {
         }
     }
 
-    /// Counts and records a message that will not be forwarded.
-    fn failed(&mut self, delivery: &Delivery, kind: &'static str, error: String) {
+    /// Counts a message that will not be forwarded.
+    fn count_failure(&mut self, kind: &'static str, error: String) {
         *self.status.failed.entry(kind).or_default() += 1;
         tracing::debug!(route = %self.route.name, kind, %error, "message not forwarded");
+        self.status.last_error = Some(error);
+    }
+
+    /// Counts and records a message that will not be forwarded and never
+    /// reached the publish path (a parameter it cannot fill, no room).
+    fn failed(&mut self, delivery: &Delivery, kind: &'static str, error: String) {
         let detail = format!("route `{}`: {error}", self.route.name);
         let mut record = CallRecord::failure(&self.route.to, "route", "rejected", kind, detail);
         record.address = Some(delivery.topic.to_string());
         record.payload_bytes = delivery.payload_bytes as i64;
         self.publisher.call_log().record(record);
-        self.status.last_error = Some(error);
+        self.count_failure(kind, error);
     }
 
     /// The target's publish request for `delivery`; none when its address
@@ -244,10 +250,8 @@ impl Router {
                     return act.retry(attempt, failure.error.to_string(), ctx);
                 }
                 Err(failure) => {
-                    if let Some(delivery) = act.pending.front().cloned() {
-                        let kind = failure.error.kind();
-                        act.failed(&delivery, kind, failure.error.to_string());
-                    }
+                    // The publish path has written its own record of it.
+                    act.count_failure(failure.error.kind(), failure.error.to_string());
                 }
             }
             act.finish(ctx);

@@ -138,7 +138,13 @@ impl Receipts {
             latency_us: None,
             payload_bytes: delivery.payload_bytes as i64,
             payload: keep.then(|| (*delivery.payload).clone()),
-            headers: None,
+            headers: (!delivery.headers.is_empty()).then(|| {
+                let pairs = delivery
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()));
+                Value::Object(pairs.collect())
+            }),
             created_at: delivery.received_at,
         });
     }
