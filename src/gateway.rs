@@ -183,8 +183,10 @@ impl Gateway {
         }
         // The server task ends with the server; its result adds nothing.
         let _ = self.server_task.await;
-        self.call_log.flush().await;
+        // Closing the brokers records their last connection events, which
+        // the flush then writes.
         let _ = self.supervisor.send(Shutdown).await;
+        self.call_log.flush().await;
         if let Err(error) = self.db.close().await {
             tracing::warn!(%error, "database did not close cleanly");
         }

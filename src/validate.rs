@@ -33,11 +33,11 @@ pub fn run(files: &[PathBuf], format: Format) -> bool {
                 } else {
                     "invalid"
                 };
-                eprintln!(
-                    "{}: {verdict} ({} problems)",
-                    file.display(),
-                    diagnostics.len()
-                );
+                let count = match diagnostics.len() {
+                    1 => "1 problem".to_owned(),
+                    n => format!("{n} problems"),
+                };
+                eprintln!("{}: {verdict} ({count})", file.display());
             }
         }
         Format::Json => {

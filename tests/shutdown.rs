@@ -135,6 +135,17 @@ async fn serve_then_stop_with(signal: &str) {
     );
 
     let conn = db.connect().await;
+    let events: Vec<String> = entity::connection_events::Entity::find()
+        .all(&conn)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        events.contains(&"connected".to_owned()) && events.contains(&"disconnected".to_owned()),
+        "the broker's connect and its close at shutdown are recorded: {events:?}"
+    );
     let row = entity::message_call_logs::Entity::find_by_id(call_log_id)
         .one(&conn)
         .await

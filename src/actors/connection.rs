@@ -757,9 +757,10 @@ impl Handler<Disconnect> for BrokerConnection {
                 }
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
+            .map(move |(), act, ctx| {
                 act.subscriptions.clear();
                 tracing::info!(broker = %act.spec.id, "broker disconnected");
+                act.log_event("disconnected", Some(msg.reason));
                 ctx.stop();
             }),
         )
