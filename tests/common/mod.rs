@@ -185,21 +185,8 @@ impl TestGateway {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let mut response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request sent");
-        let bytes = response
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .expect("body read");
-        (
-            response.status().as_u16(),
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let (status, _, text) = self.get_text(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Registers a document and returns the response body, asserting 201.
