@@ -203,7 +203,16 @@ pub fn adapter_for(
     let timeout = context.connect_timeout;
     match spec.protocol.as_str() {
         "memory" => Ok(Arc::new(memory::MemoryAdapter::new(context.memory.clone()))),
-        "mqtt" => Ok(Arc::new(mqtt::MqttAdapter::new(url, credentials, timeout)?)),
+        "mqtt" => match &spec.session {
+            Some(client_id) => Ok(Arc::new(mqtt::MqttSession::new(
+                url,
+                client_id,
+                credentials,
+                &context.tls,
+                timeout,
+            )?)),
+            None => Ok(Arc::new(mqtt::MqttAdapter::new(url, credentials, timeout)?)),
+        },
         "nats" => Ok(Arc::new(nats::NatsAdapter::new(url, credentials, timeout)?)),
         "amqp" => Ok(Arc::new(amqp::AmqpAdapter::new(
             url,

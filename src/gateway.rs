@@ -11,8 +11,9 @@ use actix_web::{App, HttpServer};
 use arc_swap::ArcSwap;
 use sea_orm::DatabaseConnection;
 
+use crate::actors::connection::{BrokerConnection, BrokerSpec, GetSpec};
 use crate::actors::router::Drain;
-use crate::actors::supervisor::{Shutdown, Stopping};
+use crate::actors::supervisor::{EnsureBrokers, Shutdown, Stopping};
 use crate::actors::webhooks::{RestoreWebhooks, Webhooks};
 use crate::actors::{BrokerSupervisor, CallLog, LogWriter, Router};
 use crate::auth::Auth;
@@ -21,6 +22,7 @@ use crate::catalog::{Catalog, SharedCatalog};
 use crate::config::Config;
 use crate::http::subscription::Target;
 use crate::http::{self, AppState};
+use crate::ids::BrokerId;
 use crate::publish::Publisher;
 use crate::registry::{Registry, RegistryError};
 use crate::store::{self, StoreError};
@@ -124,7 +126,7 @@ impl Gateway {
             timeout,
             config.call_log.keep_payloads,
         );
-        let routes = start_routes(&config, &catalog, &auth, &publisher)?;
+        let routes = start_routes(&config, &catalog, &auth, &publisher, &supervisor).await?;
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             catalog,
@@ -208,11 +210,12 @@ fn adapter_context(config: &Config, call_log: &CallLog) -> Result<AdapterContext
 
 /// Starts one Router per route of the config, once every route checks
 /// out.
-fn start_routes(
+async fn start_routes(
     config: &Config,
     catalog: &SharedCatalog,
     auth: &Auth,
     publisher: &Publisher,
+    supervisor: &Addr<BrokerSupervisor>,
 ) -> Result<Arc<Vec<Addr<Router>>>, GatewayError> {
     let catalog = catalog.load();
     let routes = crate::routes::resolve(&config.routes, &catalog, auth)?;
@@ -223,11 +226,40 @@ fn start_routes(
                 route: route.name.clone(),
                 reason: format!("from: {e}"),
             })?;
+        let source = source_connection(&route.name, target.connection, supervisor).await;
         tracing::info!(route = %route.name, from = %route.from.row.address, to = %route.to.row.address, "route started");
-        let router = Router::new(route, publisher.clone(), target.connection, target.filter);
+        let router = Router::new(route, publisher.clone(), source, target.filter);
         routers.push(router.start());
     }
     Ok(Arc::new(routers))
+}
+
+/// The connection a route reads its source through. On MQTT it is the
+/// route's own durable session, under the client id
+/// `stepflow-route-<name>`, so that the broker keeps what the route has
+/// not yet settled across a gateway restart; elsewhere the server's shared
+/// connection, whose broker keeps unsettled messages itself.
+async fn source_connection(
+    route: &str,
+    shared: Addr<BrokerConnection>,
+    supervisor: &Addr<BrokerSupervisor>,
+) -> Addr<BrokerConnection> {
+    let Ok(spec) = shared.send(GetSpec).await else {
+        return shared;
+    };
+    if spec.protocol != "mqtt" {
+        return shared;
+    }
+    let id = BrokerId::from(format!("route:{route}"));
+    let own = BrokerSpec {
+        id: id.clone(),
+        session: Some(format!("stepflow-route-{route}")),
+        ..spec
+    };
+    match supervisor.send(EnsureBrokers(vec![own])).await {
+        Ok(mut started) => started.remove(&id).unwrap_or(shared),
+        Err(_) => shared,
+    }
 }
 
 /// Registers the documents the config names, unless registered already.

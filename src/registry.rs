@@ -256,6 +256,7 @@ impl Registry {
                     &b.server_name,
                     &rows.document.spec,
                 ),
+                session: None,
             })
             .collect();
         let connections = self

@@ -5,15 +5,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
+
+use crate::credentials::TlsFiles;
 
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The CA file cannot be read or holds no certificate.
-    #[error("cannot read CA certificates from `{path}`: {reason}")]
-    CaFile {
+    /// A certificate or key file cannot be read or holds none.
+    #[error("cannot read TLS file `{path}`: {reason}")]
+    File {
         /// The file.
         path: String,
         /// What went wrong.
@@ -27,31 +29,68 @@ pub enum TlsError {
 /// The client settings of every TLS broker connection: public roots, and
 /// the certificates in `extra_ca` (PEM) when given.
 pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = builder(extra_ca)?.with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The settings of one connection whose credentials name TLS files: the
+/// public roots and the file's CA certificates, and the client
+/// certificate and key when both are given. Without files, the shared
+/// settings.
+pub fn with_files(
+    shared: &Arc<ClientConfig>,
+    files: &TlsFiles,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder = match (&files.ca_file, &files.cert_file) {
+        (None, None) => return Ok(shared.clone()),
+        (ca, _) => builder(ca.as_deref())?,
+    };
+    let config = match (&files.cert_file, &files.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+                path: key.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn builder(
+    extra_ca: Option<&Path>,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let ca_error = |reason: String| TlsError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        };
-        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(Iterator::collect)
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certificates.is_empty() {
-            return Err(ca_error("no PEM certificate in it".into()));
-        }
-        for certificate in certificates {
-            roots
-                .add(certificate)
-                .map_err(|e| ca_error(e.to_string()))?;
+        for certificate in certificates(path)? {
+            roots.add(certificate).map_err(|e| TlsError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_root_certificates(roots))
+}
+
+/// The certificates of a PEM file; at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let failed = |reason: String| TlsError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|e| failed(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
 }
 
 #[cfg(test)]
@@ -76,5 +115,20 @@ mod tests {
             .expect_err("refused")
             .to_string()
             .contains("missing.pem"));
+    }
+
+    #[test]
+    fn connection_files_are_read_or_named() {
+        let shared = client_config(None).expect("shared settings");
+        let none = with_files(&shared, &TlsFiles::default()).expect("shared");
+        assert!(Arc::ptr_eq(&none, &shared));
+        let files = TlsFiles {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsFiles::default()
+        };
+        let error = with_files(&shared, &files)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

@@ -4,6 +4,10 @@
 //! Kafka broker, then the MQTT broker. Every reading Mosquitto
 //! acknowledged to the device is in Kafka, in order per device; duplicates
 //! (MQTT and Kafka publishes are at-least-once) are counted and printed.
+//! The route acknowledges each reading to Mosquitto only once Kafka has
+//! it, so readings the route held when Mosquitto restarted come again,
+//! and a gateway killed with readings in hand gets them again when it
+//! restarts.
 
 mod common;
 
@@ -338,4 +342,140 @@ fn assert_in_order(seen: &[Value]) {
         };
         assert_eq!(order, sorted, "readings of {device} out of order");
     }
+}
+
+/// The gateway as users run it, a child process on `config`, with the
+/// address it listens on.
+fn serve(config: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = std::process::Command::new(gateway_binary())
+        .args(["serve", "--log-json", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gateway binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(addr) = event["fields"]["local_addr"].as_str() {
+                let _ = addr_tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("gateway logs its address");
+    (child, format!("http://{addr}"))
+}
+
+/// The route's status, read from a gateway process.
+async fn served_route(base: &str) -> Value {
+    let client = awc::Client::default();
+    let Ok(mut response) = client
+        .get(format!("{base}/connections/status"))
+        .send()
+        .await
+    else {
+        return Value::Null;
+    };
+    let status: Value = response.json().await.unwrap_or_default();
+    status["routes"][0].clone()
+}
+
+/// A gateway killed with readings in hand loses none of them: the route
+/// acknowledges a reading to Mosquitto only once Kafka has it, and its
+/// MQTT session outlives the process, so Mosquitto sends the readings
+/// again to the restarted gateway.
+#[actix_rt::test]
+async fn readings_held_by_a_killed_gateway_reach_kafka_after_it_restarts() {
+    const HELD: i64 = 1_000;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("stepflow-killed-{run}");
+    let topic = format!("telemetry-{run}");
+    let mqtt = Private::new(persistent_mosquitto);
+    let mut kafka = Private::new(tansu);
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let mut toml = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\npublish_timeout_ms = 3000\n\
+         [database]\nurl = \"{}\"\n\
+         [brokers]\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n\
+         connect_timeout_ms = 2000\nbuffer_timeout_ms = 1000\n",
+        db.url
+    );
+    for (name, text) in [
+        ("IoT Device API", iot(mqtt.port, &prefix)),
+        ("Telemetry Stream", telemetry(kafka.port, &topic)),
+    ] {
+        let path = dir.path().join(format!("{}.yaml", name.replace(' ', "-")));
+        std::fs::write(&path, text).expect("document written");
+        toml += &format!(
+            "[[documents]]\nname = \"{name}\"\npath = \"{}\"\n",
+            path.display()
+        );
+    }
+    toml += &format!(
+        "[[routes]]\nname = \"held-{run}\"\n\
+         from = {{ document = \"IoT Device API\", channel = \"{prefix}/{{deviceId}}/data\" }}\n\
+         to = {{ document = \"Telemetry Stream\", channel = \"{topic}\" }}\n"
+    );
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, toml).expect("config written");
+
+    let (mut first, base) = serve(&config);
+    let active = eventually(Duration::from_secs(20), || async {
+        (served_route(&base).await["state"] == "active").then_some(())
+    })
+    .await;
+    assert!(active.is_some(), "{}", served_route(&base).await);
+    kafka.down();
+    let device = Device::connect(mqtt.port).await;
+    let mut acknowledged = BTreeSet::new();
+    for n in 0..HELD {
+        let id = format!("d{}", n % DEVICES);
+        let reading = json!({"device": id, "seq": n / DEVICES});
+        device
+            .publish(&format!("{prefix}/{id}/data"), &reading)
+            .await;
+        acknowledged.insert((id, n / DEVICES));
+    }
+    let held = eventually(Duration::from_secs(30), || async {
+        let pending = served_route(&base).await["pending"].as_i64().unwrap_or(0);
+        (pending == HELD).then_some(pending)
+    })
+    .await;
+    assert!(held.is_some(), "{}", served_route(&base).await);
+    first.kill().expect("gateway killed");
+    first.wait().expect("gateway gone");
+
+    kafka.up_async().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = Reader::start(kafka.port, &topic, &seen);
+    let (mut second, _) = serve(&config);
+    let complete = eventually(Duration::from_secs(60), || async {
+        let seen = seen.lock().expect("seen");
+        let unique: BTreeSet<(String, i64)> = seen.iter().map(key).collect();
+        acknowledged.is_subset(&unique).then_some(())
+    })
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+    reader.stop();
+    let seen = seen.lock().expect("seen").clone();
+    let unique: BTreeSet<(String, i64)> = seen.iter().map(key).collect();
+    let lost = acknowledged.difference(&unique).count();
+    println!(
+        "killed gateway: acknowledged by Mosquitto {}, held by the route when killed {HELD}, \
+         in Kafka after the restart {} ({} unique), lost {lost}, duplicates {}",
+        acknowledged.len(),
+        seen.len(),
+        unique.len(),
+        seen.len() - unique.len()
+    );
+    assert!(complete.is_some() && lost == 0, "lost {lost} readings");
+    assert_in_order(&seen);
 }

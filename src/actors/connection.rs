@@ -64,6 +64,10 @@ pub struct BrokerSpec {
     /// What the connection presents to the broker, from
     /// `brokers.credentials`; an error when they cannot be read.
     pub credentials: Result<Option<Credentials>, String>,
+    /// The client id of a durable session that is one route's own (MQTT):
+    /// the broker keeps it across gateway restarts. `None` for the shared
+    /// connection of a document's server.
+    pub session: Option<String>,
 }
 
 /// Where a connection is in its life.
@@ -173,6 +177,11 @@ pub struct StopHolding;
 #[derive(Message)]
 #[rtype(result = "ConnectionStatus")]
 pub struct GetStatus;
+
+/// Asks what the connection connects to.
+#[derive(Message)]
+#[rtype(result = "BrokerSpec")]
+pub struct GetSpec;
 
 /// Closes the connection and stops the actor; every consumer is told the
 /// reason.
@@ -737,6 +746,14 @@ impl Handler<GetStatus> for BrokerConnection {
 
     fn handle(&mut self, _msg: GetStatus, _ctx: &mut Self::Context) -> ConnectionStatus {
         self.status()
+    }
+}
+
+impl Handler<GetSpec> for BrokerConnection {
+    type Result = MessageResult<GetSpec>;
+
+    fn handle(&mut self, _msg: GetSpec, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.spec.clone())
     }
 }
 

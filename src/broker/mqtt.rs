@@ -3,8 +3,9 @@
 //! The session is kept by the broker while the gateway is disconnected, so
 //! QoS 1 and 2 messages that arrive meanwhile are delivered on reconnect;
 //! a clean disconnect ends it. paho acknowledges a received QoS 1 or 2
-//! message as it reads it, before the gateway hands it on: an MQTT source
-//! cannot hold its acknowledgement until a route's target has the message.
+//! message as it reads it, before the gateway hands it on; a route, which
+//! must hold the acknowledgement until its target has the message, reads
+//! through its own [`MqttSession`] instead.
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 pub struct MqttOptions {
     /// paho's form of the URL: `tcp://host:port`.
     pub server_uri: String,
+    /// The broker's host, as the URL gives it.
+    pub host: String,
+    /// The broker's port.
+    pub port: u16,
     /// How long one connection attempt may take.
     pub connect_timeout: Duration,
     /// User name and password: from the config, else from the URL,
@@ -89,6 +94,8 @@ impl MqttOptions {
         let transport = if tls.is_some() { "ssl" } else { "tcp" };
         Ok(Self {
             server_uri: format!("{transport}://{host}:{port}"),
+            host: host.to_owned(),
+            port,
             connect_timeout,
             credentials: from_config.or(from_url),
             tls,
@@ -271,6 +278,10 @@ fn publish_error(error: paho::Error) -> BrokerError {
         other => BrokerError::Refused(format!("MQTT publish failed: {other}")),
     }
 }
+
+mod session;
+
+pub use session::MqttSession;
 
 #[cfg(test)]
 mod tests;
