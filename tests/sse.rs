@@ -74,6 +74,43 @@ async fn events_carry_ids_and_names_and_resume_after_last_event_id() {
     gw.stop().await;
 }
 
+/// A WebSocket client resumes the same way, with the `id` of the last
+/// message frame it had in `Last-Event-ID`; one whose messages are gone
+/// gets a `missed` frame.
+#[actix_rt::test]
+async fn a_websocket_resumes_after_last_event_id_too() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    let mut keeper = gw.subscribe(&channel, "").await;
+    let mut first = gw.subscribe(&channel, "").await;
+    publish(&gw, &channel, 1).await;
+    let frame = first.next_message_where(WAIT, |p| p["n"] == 1).await;
+    let id = frame.expect("message 1")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    drop(first);
+    for n in 2..=3 {
+        publish(&gw, &channel, n).await;
+    }
+    keeper
+        .next_message_where(WAIT, |p| p["n"] == 3)
+        .await
+        .expect("the keeper saw 3");
+    let mut resumed = gw.subscribe_after(&channel, "", Some(&id)).await;
+    for n in 2..=3 {
+        let frame = resumed.next_json(WAIT).await.expect("a resumed frame");
+        assert_eq!(frame["payload"]["n"], n, "{frame}");
+    }
+    let mut unknown = gw.subscribe_after(&channel, "", Some("0badc0de-41")).await;
+    let missed = unknown.next_json(WAIT).await.expect("a missed frame");
+    assert_eq!(missed["type"], "missed", "{missed}");
+    assert_eq!(missed["last_event_id"], "0badc0de-41");
+    gw.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_resume_from_an_unknown_event_says_what_may_be_missing() {
     let db = TestDb::sqlite();

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
 use super::frames::message_frame;
 use super::stats::Observed;
-use super::subscription::{ChannelTag, ConsumerAddr, Delivery, SubscriptionEnded};
+use super::subscription::{ChannelTag, ConsumerAddr, Delivery, MissedEvents, SubscriptionEnded};
 use crate::broker::TopicFilter;
 use crate::catalog::ChannelEntry;
 use crate::publish::{PublishRequest, Publisher};
@@ -55,6 +55,9 @@ pub struct WsSessionParts {
     pub max_frame_bytes: usize,
     /// Turns true when the gateway shuts down; the gateway holds the sender.
     pub shutdown_rx: tokio::sync::watch::Receiver<bool>,
+    /// The `Last-Event-ID` the client resumes after (the `id` of the last
+    /// message frame it had), if it does.
+    pub resume_after: Option<String>,
 }
 
 /// One client WebSocket.
@@ -223,7 +226,7 @@ impl Actor for WsSession {
         let consumer = ConsumerAddr {
             deliveries: ctx.address().recipient(),
             ended: ctx.address().recipient(),
-            missed: None,
+            missed: Some(ctx.address().recipient()),
             settles: false,
             channel: ChannelTag::of(&self.parts.channel),
         };
@@ -233,7 +236,7 @@ impl Actor for WsSession {
             filter,
             self.consumer_id,
             consumer,
-            None,
+            self.parts.resume_after.clone(),
         );
         let request = self.parts.connection.send(subscribe);
         ctx.wait(
@@ -277,6 +280,21 @@ impl Handler<Delivery> for WsSession {
             let seen = Observed::delivered(&self.parts.channel, "websocket", &delivery);
             self.parts.publisher.call_log().observe(seen);
         }
+    }
+}
+
+impl Handler<MissedEvents> for WsSession {
+    type Result = ();
+
+    /// Tells a resuming client that messages after its last one are no
+    /// longer buffered.
+    fn handle(&mut self, missed: MissedEvents, ctx: &mut Self::Context) {
+        let frame = json!({
+            "type": "missed",
+            "last_event_id": missed.last_event_id,
+            "reason": "some messages after this event are no longer buffered",
+        });
+        self.send_json(&frame, ctx);
     }
 }
 

@@ -26,12 +26,7 @@ pub async fn subscribe(
 ) -> Result<HttpResponse, ApiError> {
     let fixed = query_parameters(query.into_inner());
     let target = Target::for_subscriber(&state, &caller.0, channel_id.into_inner(), &fixed)?;
-    let resume_after = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
+    let resume_after = super::ws::last_event_id(&req);
 
     let (chunks_tx, chunks_rx) = mpsc::channel(state.config.sse.queue_capacity.max(1));
     let parts = SseSessionParts {

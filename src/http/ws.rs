@@ -45,6 +45,7 @@ pub async fn subscribe(
         queue_capacity: state.config.websocket.queue_capacity,
         max_frame_bytes: max_frame,
         shutdown_rx: state.shutdown_rx.clone(),
+        resume_after: last_event_id(&req),
     };
     let stream = stream
         .max_frame_size(max_frame)
@@ -52,6 +53,15 @@ pub async fn subscribe(
         .max_continuation_size(max_frame);
     WsSession::start(parts, session, stream);
     Ok(response)
+}
+
+/// The `Last-Event-ID` header a resuming client sends, as on SSE.
+pub fn last_event_id(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Whether the client offered `protocol` in `Sec-WebSocket-Protocol`.

@@ -202,16 +202,26 @@ impl TestGateway {
 
     /// Opens a WebSocket subscription and waits for its `subscribed` frame.
     pub async fn subscribe(&self, channel_id: &str, query: &str) -> WsClient {
+        self.subscribe_after(channel_id, query, None).await
+    }
+
+    /// [`TestGateway::subscribe`], resuming after `last_event_id` when
+    /// given (the `Last-Event-ID` header).
+    pub async fn subscribe_after(
+        &self,
+        channel_id: &str,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> WsClient {
         let url = format!(
             "{}/ws/{channel_id}{query}",
             self.base.replace("http://", "ws://")
         );
-        let (_response, framed) = self
-            .client
-            .ws(url)
-            .connect()
-            .await
-            .expect("websocket upgrade");
+        let mut request = self.client.ws(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let (_response, framed) = request.connect().await.expect("websocket upgrade");
         let mut ws = WsClient { framed };
         let first = ws
             .next_json(Duration::from_secs(10))
