@@ -96,6 +96,9 @@ pub struct ServerConfig {
     pub publish_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Origins (`https://app.example.com`) whose browser pages may call the
+    /// API and open `/sse` streams; `*` allows any. Empty: no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             workers: 0,
             publish_timeout_ms: 5_000,
             shutdown_timeout_secs: 10,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

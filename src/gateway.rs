@@ -54,6 +54,9 @@ pub enum GatewayError {
     /// A route of the config cannot run.
     #[error("cannot start the routes of the config")]
     Route(#[from] crate::routes::RouteError),
+    /// An entry of `server.cors_allowed_origins` is not an origin.
+    #[error("server.cors_allowed_origins: `{0}` is not an origin such as `https://app.example.com` (scheme, host and port only) or `*`")]
+    CorsOrigin(String),
     /// The HTTP listener could not be bound.
     #[error("cannot listen on `{bind}`")]
     Bind {
@@ -281,6 +284,29 @@ async fn load_documents(registry: &Registry, config: &Config) -> Result<(), Gate
     Ok(())
 }
 
+/// CORS for the browser pages of `origins` (`*`: any page): every
+/// method, any request header, and the problem documents' headers shown.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .max_age(3_600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin().send_wildcard();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// Whether `text` is `*` or an origin exactly as a browser sends it.
+fn is_origin(text: &str) -> bool {
+    text == "*"
+        || url::Url::parse(text).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https") && url.origin().ascii_serialization() == text
+        })
+}
+
 fn serve(
     config: &Config,
     state: AppState,
@@ -292,9 +318,19 @@ fn serve(
             .unwrap_or(1),
         n => n,
     };
+    let origins = config.server.cors_allowed_origins.clone();
+    if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+        return Err(GatewayError::CorsOrigin(bad.clone()));
+    }
     let server = HttpServer::new(move || {
+        // Outermost, so that a browser's preflight is answered before
+        // authentication asks for credentials it never sends.
         App::new()
             .wrap(actix_web::middleware::from_fn(http::auth::authenticate))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
             .configure(http::configure(state.clone()))
     })
     .workers(workers)
@@ -314,4 +350,24 @@ fn serve(
             source: std::io::Error::other("no address bound"),
         })?;
     Ok((server.run(), local_addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_origin;
+
+    #[test]
+    fn cors_origins_are_scheme_host_and_port() {
+        for good in ["*", "http://127.0.0.1:8080", "https://app.example.com"] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "http://a/b",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
 }
