@@ -18,6 +18,10 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # MQTT TLS (paho) and Kafka SASL/SSL (librdkafka) link OpenSSL.
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+# The notifications example runs its page in a headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Python client's tests and the examples run in a virtualenv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -71,8 +75,22 @@ log=$(mktemp)
 # other result.
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run: cargo prints one per test binary.
+
+# The Python client and the examples, against the gateway binary the
+# tests above built.
+pyenv=target/python-venv
+if [ ! -x "$pyenv/bin/pytest" ]; then
+  python3 -m venv "$pyenv"
+fi
+"$pyenv/bin/pip" install --quiet --disable-pip-version-check './clients/python[test]' paho-mqtt
+export STEPFLOW_GATEWAY_BIN="$PWD/target/debug/stepflow-gateway"
+"$pyenv/bin/pytest" -q -p no:cacheprovider clients/python/tests examples 2>&1 | tee -a "$log" ||
+  status=$?
+
+# One closing line for the whole run: cargo prints one per test binary,
+# pytest one for its run ("3 passed, 1 failed in 9.8s").
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^=* *[0-9]+ (passed|failed).* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
 exit "$status"

@@ -332,8 +332,18 @@ fn feeds(to: &ChannelEntry, from: &ChannelEntry) -> bool {
     if broker(to) != broker(from) {
         return false;
     }
-    let (a, b) = (to.row.address.as_str(), from.row.address.as_str());
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    let protocol = to.broker.as_ref().map_or("", |b| b.protocol.as_str());
+    let levels = |c: &'_ ChannelEntry| -> Vec<String> {
+        match protocol {
+            // Routing keys, subjects and topic names are dotted: `.` parts
+            // levels there as `/` does.
+            "amqp" | "amqps" | "nats" | "kafka" => {
+                c.row.address.split(['/', '.']).map(str::to_owned).collect()
+            }
+            _ => c.row.address.split('/').map(str::to_owned).collect(),
+        }
+    };
+    let (a, b) = (levels(to), levels(from));
     a.len() == b.len()
         && a.iter()
             .zip(&b)

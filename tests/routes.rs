@@ -512,3 +512,45 @@ async fn a_route_between_documents_on_one_broker_cannot_feed_itself() {
         "{error}"
     );
 }
+
+/// Dotted addresses (AMQP routing keys) are compared token by token: a
+/// chain of routes whose addresses differ in their first token is no
+/// loop, and starts; the same chain closed on itself is refused.
+#[actix_rt::test]
+async fn dotted_addresses_that_differ_are_no_loop() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let doc = |title: &str, input: &str, output: &str| {
+        format!(
+            "asyncapi: 3.0.0\ninfo: {{title: '{title}', version: '1'}}\n\
+             servers:\n  rabbit: {{host: '127.0.0.1:5672', protocol: amqp}}\n\
+             channels:\n  \
+             in:\n    address: '{input}.{{orderId}}.in'\n    messages:\n      m:\n        payload: {{type: object}}\n  \
+             out:\n    address: '{output}.{{orderId}}.out'\n    messages:\n      m:\n        payload: {{type: object}}\n"
+        )
+    };
+    let documents = [
+        ("Orders", doc("Orders", "orders", "orders")),
+        ("Stock", doc("Stock", "stock", "stock")),
+    ];
+    let mut config = with_documents(&db, dir.path(), &documents);
+    config.routes = vec![
+        route("placed", ("Orders", "out"), ("Stock", "in")),
+        route("reserved", ("Stock", "out"), ("Orders", "in")),
+    ];
+    let gw = TestGateway::start(config.clone()).await;
+    let (_, status) = gw.get("/connections/status").await;
+    assert_eq!(
+        status["routes"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    gw.stop().await;
+
+    config.routes = vec![
+        route("placed", ("Orders", "out"), ("Stock", "in")),
+        route("back", ("Stock", "in"), ("Orders", "out")),
+    ];
+    let error = start_error(config).await;
+    assert!(error.contains("feed itself"), "{error}");
+}
