@@ -1,26 +1,32 @@
-"""A gateway for the whole test run, started from the workspace's build."""
+"""Real gateways for the tests: the binary built in the workspace, started
+on a free port with a SQLite database in a temporary folder."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples"))
-
-from support import Children  # noqa: E402
-
-CONFIG = """
-[server]
-bind = "127.0.0.1:0"
-[database]
-url = "sqlite://{data}/gateway.db?mode=rwc"
-"""
+from gateway_process import GatewayProcess, gateway_binary
 
 
 @pytest.fixture(scope="session")
-def base_url() -> Iterator[str]:
-    with Children() as children:
-        yield children.gateway(CONFIG.format(data=children.data))
+def new_gateway() -> Iterator[Callable[[str], GatewayProcess]]:
+    """Makes gateways (not yet started) with extra config; all of them are
+    stopped when the test session ends."""
+    binary = gateway_binary()
+    made: list[GatewayProcess] = []
+
+    def make(extra_config: str = "") -> GatewayProcess:
+        made.append(GatewayProcess(binary, extra_config))
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(new_gateway: Callable[[str], GatewayProcess]) -> str:
+    """The base URL of the gateway most tests share (no authentication)."""
+    return new_gateway("").start()

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.asyncio
+
 from stepflow_gateway import StepFlowGateway
 
 asyncapi_content = {
@@ -38,8 +40,8 @@ asyncapi_content = {
 }
 
 
-async def test_the_plans_three_calls(base_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    gateway = StepFlowGateway(base_url)
+async def test_the_plans_three_calls(gateway_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    gateway = StepFlowGateway(gateway_url)
     received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     result = gateway.register_asyncapi("IoT API", json.dumps(asyncapi_content))
