@@ -180,3 +180,25 @@ async fn a_message_name_cannot_forge_event_fields() {
     assert_eq!(event.data["payload"]["n"], 1, "the data is the message");
     gw.stop().await;
 }
+
+/// A subscription's parameter errors name the parameter, on SSE and on
+/// WebSocket, as a publish's do.
+#[actix_rt::test]
+async fn subscription_parameter_errors_name_the_parameter() {
+    let db = TestDb::sqlite();
+    let gw = TestGateway::start(test_config(&db.url)).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    for front in ["sse", "ws"] {
+        for (query, parameter) in [("roomId=a%2Fb", "roomId"), ("floor=3", "floor")] {
+            let (status, problem) = gw.get(&format!("/{front}/{channel}?{query}")).await;
+            assert_eq!(status, 400, "{front} {query}: {problem}");
+            assert_eq!(problem["type"], "urn:stepflow:problem:invalid-parameter");
+            assert_eq!(
+                problem["parameter"], parameter,
+                "{front} {query}: {problem}"
+            );
+        }
+    }
+    gw.stop().await;
+}

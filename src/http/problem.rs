@@ -180,6 +180,15 @@ pub enum ApiError {
     /// The request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A channel parameter of a subscription is unknown or its value
+    /// cannot be used.
+    #[error("{detail}")]
+    Parameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The request body is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
@@ -267,6 +276,9 @@ impl ApiError {
                 );
                 p.errors = Some(json!([{ "pointer": pointer, "message": message }]));
                 p
+            }
+            ApiError::Parameter { name, .. } => {
+                parameter_problem("invalid-parameter", name, detail)
             }
             ApiError::InvalidField { pointer, message } => {
                 let mut p = Problem::new(

@@ -10,6 +10,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::actors::BrokerConnection;
 use crate::auth::{AccessRequest, Action, Auth, Principal};
+use crate::broker::address::AddressError;
 use crate::broker::{Separators, TopicFilter};
 use crate::catalog::{Catalog, ChannelEntry};
 use crate::ids::{ChannelId, DocumentId};
@@ -59,7 +60,13 @@ impl Target {
         let filter = channel
             .address
             .filter_in(fixed, separators)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map_err(|e| match &e {
+                AddressError::InvalidValue { name } => ApiError::Parameter {
+                    name: name.clone(),
+                    detail: e.to_string(),
+                },
+                _ => ApiError::BadRequest(e.to_string()),
+            })?;
         let connection =
             catalog
                 .connection(&broker.id)
@@ -132,15 +139,20 @@ fn check_fixed(channel: &ChannelEntry, fixed: &BTreeMap<String, String>) -> Resu
     for (name, value) in fixed {
         let Some(parameter) = channel.parameters.get(name) else {
             let known: Vec<&str> = channel.parameters.keys().map(String::as_str).collect();
-            return Err(ApiError::BadRequest(format!(
-                "`{name}` is not a parameter of channel `{}`; its parameters: [{}]",
-                channel.row.name,
-                known.join(", ")
-            )));
+            return Err(ApiError::Parameter {
+                name: name.clone(),
+                detail: format!(
+                    "`{name}` is not a parameter of channel `{}`; its parameters: [{}]",
+                    channel.row.name,
+                    known.join(", ")
+                ),
+            });
         };
         if let Some(validator) = &parameter.validator {
-            check_parameter(validator, name, value)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            check_parameter(validator, name, value).map_err(|e| ApiError::Parameter {
+                name: name.clone(),
+                detail: e.to_string(),
+            })?;
         }
     }
     Ok(())
