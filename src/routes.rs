@@ -80,6 +80,9 @@ pub fn resolve(
             route: config.name.clone(),
             reason,
         };
+        if let Some(problem) = name_problem(&config.name) {
+            return Err(failed(problem.into()));
+        }
         if resolved.iter().any(|r: &Route| r.name == config.name) {
             return Err(failed("another route has this name".into()));
         }
@@ -307,6 +310,24 @@ fn authorize(route: &Route, catalog: &Catalog, auth: &Auth) -> Result<(), String
     auth.authorize(&route.principal, &request)
         .map_err(|e| e.to_string())
 }
+
+/// Why a route's name cannot be used, if it cannot: it names the route's
+/// MQTT session (`stepflow-route-<name>`), which a broker takes only
+/// short and printable.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("a route needs a name")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("the name is longer than 200 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("the name holds a control character")
+    } else {
+        None
+    }
+}
+
+/// The longest route name, in bytes.
+const MAX_NAME_BYTES: usize = 200;
 
 /// `pattern` with each `{name}` replaced by its captured value; none when
 /// a name was not captured.

@@ -554,3 +554,44 @@ async fn dotted_addresses_that_differ_are_no_loop() {
     let error = start_error(config).await;
     assert!(error.contains("feed itself"), "{error}");
 }
+
+/// A route whose source broker cannot be reached says so in its status
+/// instead of looking active; a name no broker would take as a client id
+/// stops the start.
+#[actix_rt::test]
+async fn a_route_waiting_for_its_source_says_why_and_names_are_checked() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().expect("folder");
+    let doc = |title: &str, host: &str| {
+        format!(
+            "asyncapi: 3.0.0\ninfo: {{title: '{title}', version: '1'}}\n\
+             servers:\n  plant: {{host: '{host}', protocol: mqtt}}\n\
+             channels:\n  c:\n    address: '{title}/{{deviceId}}'\n    messages:\n      m:\n        payload: {{type: object}}\n"
+        )
+    };
+    let documents = [
+        ("Away", doc("Away", "127.0.0.1:1")),
+        ("Here", doc("Here", "127.0.0.1:1883")),
+    ];
+    let mut config = with_documents(&db, dir.path(), &documents);
+    config.routes = vec![route("from-away", ("Away", "c"), ("Here", "c"))];
+    let gw = TestGateway::start(config.clone()).await;
+    let waiting = eventually(Duration::from_secs(10), || async {
+        let (_, status) = gw.get("/connections/status").await;
+        let route = status["routes"][0].clone();
+        (route["state"] == "waiting").then_some(route)
+    })
+    .await
+    .expect("the route waits for its source");
+    let reason = waiting["last_error"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("source broker: "), "{waiting}");
+    gw.stop().await;
+
+    for (name, why) in [("a\u{0}b", "control character"), ("", "needs a name")] {
+        config.routes = vec![route(name, ("Away", "c"), ("Here", "c"))];
+        let error = start_error(config.clone()).await;
+        assert!(error.contains(why), "{error}");
+    }
+    config.routes = vec![route(&"r".repeat(201), ("Away", "c"), ("Here", "c"))];
+    assert!(start_error(config).await.contains("longer than 200 bytes"));
+}

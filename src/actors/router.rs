@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::connection::{BrokerConnection, Subscribe, Unsubscribe};
+use super::connection::{BrokerConnection, ConnectionState, GetStatus, Subscribe, Unsubscribe};
 use super::log_writer::CallRecord;
 use super::subscription::{ChannelTag, ConsumerAddr, Delivery, SubscriptionEnded};
 use super::ws_session::next_consumer_id;
@@ -42,8 +42,9 @@ pub struct RouteStatus {
     pub from: Value,
     /// The target channel's address and document id.
     pub to: Value,
-    /// `subscribing`, `active`, `retrying` (the target broker cannot take
-    /// the oldest message yet), `stopping` or `stopped`.
+    /// `subscribing`, `active`, `waiting` (the source broker is not
+    /// connected), `retrying` (the target broker cannot take the oldest
+    /// message yet), `stopping` or `stopped`.
     pub state: &'static str,
     /// Messages published on the target.
     pub forwarded: u64,
@@ -371,10 +372,24 @@ impl Handler<SubscriptionEnded> for Router {
 }
 
 impl Handler<GetRouteStatus> for Router {
-    type Result = RouteStatus;
+    type Result = ResponseFuture<RouteStatus>;
 
-    fn handle(&mut self, _msg: GetRouteStatus, _ctx: &mut Self::Context) -> RouteStatus {
-        self.status.clone()
+    /// The route's counts; an `active` route whose source broker is not
+    /// connected is `waiting`, with the connection's last error.
+    fn handle(&mut self, _msg: GetRouteStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let mut status = self.status.clone();
+        let source = self.connection.send(GetStatus);
+        Box::pin(async move {
+            let Ok(connection) = source.await else {
+                return status;
+            };
+            if status.state == "active" && connection.state != ConnectionState::Connected {
+                status.state = "waiting";
+                let reason = connection.last_error.unwrap_or_else(|| "connecting".into());
+                status.last_error = Some(format!("source broker: {reason}"));
+            }
+            status
+        })
     }
 }
 
