@@ -1,6 +1,7 @@
 //! In-process costs of the AsyncAPI path: loading and validating a document
-//! (the largest valid one of the corpus and a typical one), and checking one
-//! payload against its compiled schema.
+//! (the largest valid one of the corpus and a typical one), refusing the
+//! largest document of all (an invalid one), and checking one payload
+//! against its compiled schema. The test command runs this with `--quick`.
 
 use std::path::Path;
 
@@ -51,6 +52,21 @@ fn load(c: &mut Criterion) {
     }
 }
 
+/// The largest document of the corpus is invalid (122 problems): the cost
+/// of finding and reporting every one, as a refused registration does.
+fn refuse(c: &mut Criterion) {
+    let (text, folder, name) = corpus("invalid/jasyncapi/kitchen-sink-2.6.0.json");
+    let options = LoadOptions {
+        path: name,
+        loader: &folder,
+        remote: None,
+    };
+    load_with(&text, &options).expect_err("an invalid corpus document");
+    c.bench_function("refuse_largest_kitchen_sink_105KB", |b| {
+        b.iter(|| load_with(&text, &options).expect_err("invalid"))
+    });
+}
+
 fn validate_payload(c: &mut Criterion) {
     let schema = json!({
         "type": "object",
@@ -67,5 +83,5 @@ fn validate_payload(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, load, validate_payload);
+criterion_group!(benches, load, refuse, validate_payload);
 criterion_main!(benches);

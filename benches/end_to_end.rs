@@ -21,15 +21,15 @@
 //! closed-loop measurement (default 5).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const CONNECTIONS: usize = 32;
+mod support;
+use support::*;
+
 const MQTT: &str = "tcp://127.0.0.1:1883";
 const REPETITIONS: usize = 3;
 
@@ -43,120 +43,6 @@ fn main() {
     if failed {
         std::process::exit(1);
     }
-}
-
-/// The no-op handler: answers every POST with 200 and a small JSON body.
-fn noop_server() {
-    actix_web::rt::System::new().block_on(async {
-        let server = actix_web::HttpServer::new(|| {
-            actix_web::App::new().default_service(actix_web::web::to(|| async {
-                actix_web::HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body("{}")
-            }))
-        })
-        .bind("127.0.0.1:0")
-        .expect("free port");
-        println!("{}", server.addrs()[0]);
-        server.run().await.expect("serves");
-    });
-}
-
-/// A child process and the address it listens on.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn noop() -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .env("STEPFLOW_BENCH_ROLE", "noop")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("no-op server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("address");
-        Self {
-            child,
-            addr: line.trim().to_owned(),
-        }
-    }
-
-    fn gateway(dir: &std::path::Path) -> Self {
-        let config = dir.join("gateway.toml");
-        let toml = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}\"\n\
-             [logging]\nformat = \"json\"\nfilter = \"warn,stepflow_gateway::gateway=info\"\n",
-            dir.join("gateway.db").display()
-        );
-        std::fs::write(&config, toml).expect("config written");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stepflow-gateway"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gateway starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if let Some(addr) = event["fields"]["local_addr"].as_str() {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("gateway reports its address");
-        Self { child, addr }
-    }
-
-    /// User plus system CPU time of the process so far.
-    fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which ends with the last `)`.
-        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // utime and stime are fields 14 and 15 of the whole line.
-        let total = ticks(11) + ticks(12);
-        let per_second = clock_ticks();
-        Duration::from_nanos(total * 1_000_000_000 / per_second)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// An MQTT subscriber that records the `seq` and send time of every
@@ -229,142 +115,6 @@ impl Subscriber {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection with Nagle's algorithm off: the
-/// load client, thin enough that a no-op handler is not limited by it.
-struct Connection {
-    stream: tokio::io::BufStream<tokio::net::TcpStream>,
-    host: String,
-    path: String,
-}
-
-impl Connection {
-    async fn open(url: &str) -> std::io::Result<Self> {
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let stream = tokio::net::TcpStream::connect(host).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream: tokio::io::BufStream::new(stream),
-            host: host.to_owned(),
-            path: format!("/{path}"),
-        })
-    }
-
-    /// POSTs `body` and reads the answer; answers whether it was 2xx.
-    async fn post(&mut self, body: &str) -> std::io::Result<bool> {
-        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
-        let head = format!(
-            "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            self.path,
-            self.host,
-            body.len()
-        );
-        self.stream.write_all(head.as_bytes()).await?;
-        self.stream.write_all(body.as_bytes()).await?;
-        self.stream.flush().await?;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
-        let ok = line
-            .split_whitespace()
-            .nth(1)
-            .is_some_and(|s| s.starts_with('2'));
-        let mut length = 0;
-        loop {
-            line.clear();
-            if self.stream.read_line(&mut line).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut answer = vec![0; length];
-        self.stream.read_exact(&mut answer).await?;
-        Ok(ok)
-    }
-}
-
-/// Runs `load` on a runtime of its own with two threads, apart from the
-/// bench's actix system, so that the load client has both cores to use.
-fn on_load_runtime<T: Send + 'static>(
-    load: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("load runtime");
-    runtime.block_on(load)
-}
-
-/// What one closed-loop measurement counted.
-struct Counted {
-    ok: u64,
-    errors: u64,
-    took: Duration,
-}
-
-impl Counted {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.took.as_secs_f64()
-    }
-}
-
-/// Posts `body(seq)` to `url` from 32 connections, each waiting for its
-/// answer before the next, for `length`.
-async fn closed_loop_http(
-    url: &str,
-    length: Duration,
-    body: impl Fn(u64) -> Value + Clone + Send + Sync + 'static,
-) -> Counted {
-    let url = url.to_owned();
-    let load = async move {
-        let next = Arc::new(AtomicU64::new(0));
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let deadline = started + length;
-        let workers: Vec<_> = (0..CONNECTIONS)
-            .map(|_| {
-                let (url, body) = (url.clone(), body.clone());
-                let (next, ok, errors) = (next.clone(), ok.clone(), errors.clone());
-                tokio::spawn(async move {
-                    let Ok(mut connection) = Connection::open(&url).await else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    };
-                    while Instant::now() < deadline {
-                        let seq = next.fetch_add(1, Ordering::Relaxed);
-                        match connection.post(&body(seq).to_string()).await {
-                            Ok(true) => ok.fetch_add(1, Ordering::Relaxed),
-                            Ok(false) => errors.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                return;
-                            }
-                        };
-                    }
-                })
-            })
-            .collect();
-        futures_util::future::join_all(workers).await;
-        Counted {
-            ok: ok.load(Ordering::Relaxed),
-            errors: errors.load(Ordering::Relaxed),
-            took: started.elapsed(),
-        }
-    };
-    tokio::task::spawn_blocking(move || on_load_runtime(load))
-        .await
-        .expect("load thread")
-}
-
 /// Publishes straight to Mosquitto at QoS 0 from 32 concurrent loops for
 /// `length`.
 async fn closed_loop_mqtt(topic: &str, length: Duration) -> Counted {
@@ -405,59 +155,6 @@ async fn closed_loop_mqtt(topic: &str, length: Duration) -> Counted {
     }
 }
 
-/// Open loop: `rate` requests a second for `length`, each due at its own
-/// time whatever the answers do, from a pool of 64 connections; each body
-/// carries its due time as `ts`, so a request that waited for a free
-/// connection counts that wait in its latency.
-async fn open_loop_http(
-    url: &str,
-    rate: u64,
-    length: Duration,
-    body: impl Fn(u64, u64) -> Value + Clone + Send + Sync + 'static,
-) -> Counted {
-    let url = url.to_owned();
-    let load = async move {
-        let total = rate * length.as_secs();
-        let (jobs_tx, jobs_rx) = async_channel::bounded::<(u64, u64)>(total as usize);
-        let ok = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
-        let workers: Vec<_> = (0..64)
-            .map(|_| {
-                let (url, body, jobs) = (url.clone(), body.clone(), jobs_rx.clone());
-                let (ok, errors) = (ok.clone(), errors.clone());
-                tokio::spawn(async move {
-                    let Ok(mut connection) = Connection::open(&url).await else {
-                        return;
-                    };
-                    while let Ok((seq, due)) = jobs.recv().await {
-                        match connection.post(&body(seq, due).to_string()).await {
-                            Ok(true) => ok.fetch_add(1, Ordering::Relaxed),
-                            _ => errors.fetch_add(1, Ordering::Relaxed),
-                        };
-                    }
-                })
-            })
-            .collect();
-        let started = tokio::time::Instant::now();
-        let epoch = now_ns();
-        for seq in 0..total {
-            let offset = seq * 1_000_000_000 / rate;
-            tokio::time::sleep_until(started + Duration::from_nanos(offset)).await;
-            let _ = jobs_tx.send((seq, epoch + offset)).await;
-        }
-        jobs_tx.close();
-        futures_util::future::join_all(workers).await;
-        Counted {
-            ok: ok.load(Ordering::Relaxed),
-            errors: errors.load(Ordering::Relaxed),
-            took: started.elapsed(),
-        }
-    };
-    tokio::task::spawn_blocking(move || on_load_runtime(load))
-        .await
-        .expect("load thread")
-}
-
 /// Open loop straight to Mosquitto at QoS 0.
 async fn open_loop_mqtt(topic: &str, rate: u64, length: Duration) -> Counted {
     let options = paho_mqtt::CreateOptionsBuilder::new()
@@ -468,40 +165,28 @@ async fn open_loop_mqtt(topic: &str, rate: u64, length: Duration) -> Counted {
     let client = paho_mqtt::AsyncClient::new(options).expect("MQTT client");
     client.connect(None).await.expect("Mosquitto");
     let total = rate * length.as_secs();
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
+    let (jobs_tx, jobs) = async_channel::unbounded();
+    let pacer = std::thread::spawn(move || pace(rate, total, |job| jobs_tx.send_blocking(job)));
     let mut ok = 0;
     let mut errors = 0;
-    for seq in 0..total {
-        tokio::time::sleep_until(started + Duration::from_nanos(seq * 1_000_000_000 / rate)).await;
-        let payload = json!({"seq": seq, "ts": now_ns(), "temperature": 21.5});
+    // Stamped with the due time, as the gateway's publishes are, so that
+    // both paths count the pacer's lateness alike.
+    while let Ok((seq, due)) = jobs.recv().await {
+        let payload = json!({"seq": seq, "ts": due, "temperature": 21.5});
         let message = paho_mqtt::Message::new(topic, payload.to_string(), 0);
         match client.publish(message).await {
             Ok(()) => ok += 1,
             Err(_) => errors += 1,
         }
     }
+    let _ = pacer.join();
     let _ = client.disconnect(None).await;
     Counted {
         ok,
         errors,
         took: started.elapsed(),
     }
-}
-
-/// Median, min and max.
-fn spread(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    (median, sorted[0], sorted[sorted.len() - 1])
-}
-
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[index] as f64 / 1_000_000.0
 }
 
 /// Registers the IoT document on the gateway; answers its channel id.
@@ -541,7 +226,7 @@ async fn run() -> bool {
         .unwrap_or(5);
     let length = Duration::from_secs(seconds);
     let dir = tempfile::tempdir().expect("folder");
-    let gateway = Server::gateway(dir.path());
+    let gateway = Server::gateway(dir.path(), "");
     let noop = Server::noop();
     let channel = register(&gateway).await;
     let run = uuid::Uuid::new_v4().simple().to_string();

@@ -87,6 +87,11 @@ export STEPFLOW_GATEWAY_BIN="$PWD/target/debug/stepflow-gateway"
 "$pyenv/bin/pytest" -q -p no:cacheprovider clients/python/tests examples 2>&1 | tee -a "$log" ||
   status=$?
 
+# The in-process benchmarks (criterion) in quick mode, so that a bench that
+# no longer builds or runs fails here; the end-to-end ones need minutes of
+# quiet machine and are run by hand (README, Benchmarks).
+cargo bench --bench asyncapi -- --quick || status=$?
+
 # One closing line for the whole run: cargo prints one per test binary,
 # pytest one for its run ("3 passed, 1 failed in 9.8s").
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

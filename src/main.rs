@@ -10,6 +10,13 @@ use tracing_subscriber::EnvFilter;
 
 mod validate;
 
+/// Every message is allocated on one thread and freed on another (an HTTP
+/// worker, the broker connection's actor, the call-log writer). Profiled
+/// under load, glibc's allocator took about a fifth of the gateway's CPU
+/// samples and mimalloc under a tenth.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// StepFlow Gateway: an AsyncAPI-driven message router.
 #[derive(Parser)]
 #[command(version, about)]

@@ -40,7 +40,13 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     options
         .max_connections(max_connections.max(1))
         .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Write-ahead logging: a call-log batch commits with one sync of
+        // the log rather than a rollback journal's several, and readers of
+        // the API do not wait for the writer.
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+        });
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)

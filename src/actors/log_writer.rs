@@ -131,23 +131,27 @@ impl LogWriter {
         }
     }
 
-    /// Starts the writer, and the Stats actor beside it, and returns the
-    /// handle producers use.
+    /// Starts the writer, and the Stats actor beside it, on a thread of
+    /// their own, and returns the handle producers use. Building a batch's
+    /// statement takes milliseconds; on the thread of the broker
+    /// connections it would hold every publish waiting meanwhile.
     pub fn spawn(self, stream_buffer: usize) -> CallLog {
         let capacity = self.settings.queue_capacity;
         let sample_rate = self.settings.sample_rate.clamp(0.0, 1.0);
         let keep_payloads = self.settings.keep_payloads;
-        let addr = Self::create(|ctx| {
+        let bookkeeping = Arbiter::new().handle();
+        let addr = Self::start_in_arbiter(&bookkeeping, move |ctx| {
             ctx.set_mailbox_capacity(capacity);
             self
         });
+        let stats = Stats::start_in_arbiter(&bookkeeping, move |_| Stats::new(stream_buffer));
         CallLog {
             addr,
             dropped: Arc::new(AtomicU64::new(0)),
             successes: Arc::new(AtomicU64::new(0)),
             sample_rate,
             keep_payloads,
-            stats: Stats::new(stream_buffer).start(),
+            stats,
             metrics: Arc::new(Metrics::new()),
         }
     }

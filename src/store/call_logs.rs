@@ -13,12 +13,13 @@ pub async fn insert_batch(db: &DatabaseConnection, records: Vec<CallRecord>) -> 
     if records.is_empty() {
         return Ok(());
     }
-    let rows: Vec<ActiveModel> = records.into_iter().map(active_model).collect();
+    let mut rows = records.into_iter().map(active_model).peekable();
     let txn = db.begin().await?;
     // Backends cap the bind parameters of one statement; 15 columns a row
     // keeps 200 rows well under every limit.
-    for chunk in rows.chunks(200) {
-        Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+    while rows.peek().is_some() {
+        let chunk: Vec<ActiveModel> = rows.by_ref().take(200).collect();
+        Entity::insert_many(chunk).exec(&txn).await?;
     }
     txn.commit().await
 }
