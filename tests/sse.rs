@@ -202,3 +202,32 @@ async fn subscription_parameter_errors_name_the_parameter() {
     }
     gw.stop().await;
 }
+
+/// A client that went away is let go within two heartbeats: its session
+/// ends and no longer counts as open.
+#[actix_rt::test]
+async fn a_client_that_went_away_is_let_go_within_two_heartbeats() {
+    let db = TestDb::sqlite();
+    let mut config = test_config(&db.url);
+    config.sse.heartbeat_secs = 1;
+    let gw = TestGateway::start(config).await;
+    let registered = gw.register("Chat", CHAT, None).await;
+    let channel = channel_id(&registered, "room");
+    let open_sessions = || async {
+        let (_, _, metrics) = gw.get_text("/metrics").await;
+        metrics
+            .lines()
+            .find(|line| line.starts_with("stepflow_sessions{front=\"sse\"}"))
+            .map(|line| line.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    let mut sse = SseClient::open(&gw, &channel, None).await;
+    assert_eq!(sse.next_event().await.kind, "subscribed");
+    assert_eq!(open_sessions().await.as_deref(), Some("1"));
+    drop(sse);
+    let gone = eventually(Duration::from_millis(2_600), || async {
+        (open_sessions().await.as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the session still counts as open");
+    gw.stop().await;
+}

@@ -48,8 +48,10 @@ pub struct SseSessionParts {
 }
 
 /// One Server-Sent Events stream. A client that went away is noticed when
-/// the next event or heartbeat cannot be written, so its subscription is
-/// released within one heartbeat interval.
+/// the server drops the response body, which it does once a write to the
+/// socket fails: the first event or heartbeat after the client left is
+/// still taken by the kernel, the next fails, so the subscription is
+/// released within two heartbeat intervals of an idle stream.
 pub struct SseSession {
     parts: SseSessionParts,
     consumer_id: u64,
@@ -134,6 +136,9 @@ impl Actor for SseSession {
         ctx.run_interval(self.parts.heartbeat, |act, ctx| {
             act.send(": heartbeat\n\n".into(), ctx)
         });
+        let body = self.chunks_tx.clone();
+        let gone = async move { body.closed().await };
+        ctx.spawn(gone.into_actor(self).map(|(), _, ctx| ctx.stop()));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
