@@ -32,6 +32,10 @@ use support::*;
 
 const MQTT: &str = "tcp://127.0.0.1:1883";
 const REPETITIONS: usize = 3;
+/// Topics (and subscribers) the direct closed loop spreads over: one
+/// subscriber reading 100,000 messages a second falls behind, and Mosquitto
+/// drops QoS 0 messages for a subscriber 1,000 behind.
+const DIRECT_TOPICS: u64 = 4;
 
 fn main() {
     if std::env::var("STEPFLOW_BENCH_ROLE").as_deref() == Ok("noop") {
@@ -43,6 +47,13 @@ fn main() {
     if failed {
         std::process::exit(1);
     }
+}
+
+/// What the subscriber reads of a payload.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    seq: u64,
+    ts: u64,
 }
 
 /// An MQTT subscriber that records the `seq` and send time of every
@@ -68,17 +79,22 @@ impl Subscriber {
         client.set_message_callback(move |_, message| {
             let Some(message) = message else { return };
             let received = now_ns();
-            if let Ok(value) = serde_json::from_slice::<Value>(message.payload()) {
-                if let (Some(seq), Some(ts)) = (value["seq"].as_u64(), value["ts"].as_u64()) {
-                    let latency = received.saturating_sub(ts);
-                    sink.lock().expect("seen").push((seq, latency));
-                    *latest.lock().expect("last") = Some(Instant::now());
-                }
+            // Only the two fields, so that the subscriber keeps up with a
+            // direct publisher: Mosquitto drops QoS 0 messages for a
+            // subscriber that falls 1,000 behind.
+            if let Ok(stamp) = serde_json::from_slice::<Stamp>(message.payload()) {
+                let latency = received.saturating_sub(stamp.ts);
+                sink.lock().expect("seen").push((stamp.seq, latency));
+                *latest.lock().expect("last") = Some(Instant::now());
             }
         });
         client.connect(None).await.expect("Mosquitto");
         client.subscribe(topic, 0).await.expect("subscribed");
         Self { client, seen, last }
+    }
+
+    async fn start_owned(topic: String) -> Self {
+        Self::start(&topic).await
     }
 
     /// When the latest message arrived.
@@ -138,7 +154,8 @@ async fn closed_loop_mqtt(topic: &str, length: Duration) -> Counted {
             while Instant::now() < deadline {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
                 let payload = json!({"seq": seq, "ts": now_ns(), "temperature": 21.5});
-                let message = paho_mqtt::Message::new(&topic, payload.to_string(), 0);
+                let to = format!("{topic}/{}", seq % DIRECT_TOPICS);
+                let message = paho_mqtt::Message::new(to, payload.to_string(), 0);
                 match client.publish(message).await {
                     Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => errors.fetch_add(1, Ordering::Relaxed),
@@ -276,12 +293,23 @@ async fn run() -> bool {
         }
 
         let topic = format!("bench/{run}/direct/{rep}");
-        let subscriber = Subscriber::start(&topic).await;
+        let subscribers = futures_util::future::join_all(
+            (0..DIRECT_TOPICS).map(|i| Subscriber::start_owned(format!("{topic}/{i}"))),
+        )
+        .await;
         let began = Instant::now();
         let counted = closed_loop_mqtt(&topic, length).await;
-        let (arrived, _) = subscriber.collect(counted.ok).await;
-        let delivered_in = subscriber.last_arrival().map(|t| t - began);
-        subscriber.stop().await;
+        let mut arrived = 0;
+        let mut delivered_in = None;
+        for (i, subscriber) in subscribers.into_iter().enumerate() {
+            // Message `seq` went to topic `seq % DIRECT_TOPICS`.
+            let share =
+                counted.ok / DIRECT_TOPICS + u64::from((i as u64) < counted.ok % DIRECT_TOPICS);
+            arrived += subscriber.collect(share).await.0;
+            let last = subscriber.last_arrival().map(|t| t - began);
+            delivered_in = delivered_in.max(last);
+            subscriber.stop().await;
+        }
         if arrived < counted.ok {
             figures.lost.push(format!(
                 "mqtt_direct_qos0 repetition {rep}: {} published, {} arrived",

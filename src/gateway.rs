@@ -334,6 +334,10 @@ fn serve(
             .configure(http::configure(state.clone()))
     })
     .workers(workers)
+    // Nagle's algorithm would hold a small response or WebSocket frame
+    // back until the client's delayed acknowledgement: tens of
+    // milliseconds at p99.
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout_secs)
     .disable_signals()
     .bind(&bind)

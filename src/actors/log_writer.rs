@@ -140,10 +140,14 @@ impl LogWriter {
         let sample_rate = self.settings.sample_rate.clamp(0.0, 1.0);
         let keep_payloads = self.settings.keep_payloads;
         let bookkeeping = Arbiter::new().handle();
-        let addr = Self::start_in_arbiter(&bookkeeping, move |ctx| {
-            ctx.set_mailbox_capacity(capacity);
-            self
+        // The mailbox has its capacity before any producer holds the
+        // address: set from the writer's thread, it would come too late
+        // for the first records.
+        let (tx, rx) = actix::dev::channel::channel(capacity);
+        bookkeeping.spawn_fn(move || {
+            actix::spawn(Context::with_receiver(rx).into_future(self));
         });
+        let addr = Addr::new(tx);
         let stats = Stats::start_in_arbiter(&bookkeeping, move |_| Stats::new(stream_buffer));
         CallLog {
             addr,
