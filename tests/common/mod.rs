@@ -124,8 +124,14 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
+    /// Starts a gateway; one that has not started within a minute fails
+    /// the test rather than hanging it.
     pub async fn start(config: Config) -> Self {
-        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let started = tokio::time::timeout(Duration::from_secs(60), Gateway::start(config));
+        let gateway = started
+            .await
+            .expect("gateway started within a minute")
+            .expect("gateway starts");
         let base = format!("http://{}", gateway.local_addr());
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(20))
@@ -137,9 +143,12 @@ impl TestGateway {
         }
     }
 
+    /// Stops the gateway gracefully; a stop that takes over a minute
+    /// fails the test.
     pub async fn stop(mut self) {
         if let Some(gateway) = self.gateway.take() {
-            gateway.shutdown().await;
+            let stopped = tokio::time::timeout(Duration::from_secs(60), gateway.shutdown());
+            stopped.await.expect("gateway stopped within a minute");
         }
     }
 
