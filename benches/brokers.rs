@@ -94,10 +94,7 @@ struct Target {
 }
 
 async fn run() -> bool {
-    let seconds = std::env::var("STEPFLOW_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seconds = measurement_seconds();
     let length = Duration::from_secs(seconds);
     let tansu = Tansu::start();
     let dir = tempfile::tempdir().expect("folder");

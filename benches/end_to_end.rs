@@ -237,10 +237,7 @@ struct Figures {
 }
 
 async fn run() -> bool {
-    let seconds = std::env::var("STEPFLOW_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seconds = measurement_seconds();
     let length = Duration::from_secs(seconds);
     let dir = tempfile::tempdir().expect("folder");
     let gateway = Server::gateway(dir.path(), "");

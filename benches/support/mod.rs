@@ -12,6 +12,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+/// The length of one closed-loop measurement in seconds:
+/// `STEPFLOW_BENCH_SECONDS`, else 5.
+pub fn measurement_seconds() -> u64 {
+    std::env::var("STEPFLOW_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
 /// Connections of a closed-loop HTTP load.
 pub const CONNECTIONS: usize = 32;
 
@@ -283,9 +292,7 @@ pub async fn closed_loop_http(
             took: started.elapsed(),
         }
     };
-    tokio::task::spawn_blocking(move || on_load_runtime(load))
-        .await
-        .expect("load thread")
+    on_load(load).await
 }
 
 /// Open loop: `rate` requests a second for `length`, each due at its own
@@ -331,9 +338,7 @@ pub async fn open_loop_http(
             took: started.elapsed(),
         }
     };
-    tokio::task::spawn_blocking(move || on_load_runtime(load))
-        .await
-        .expect("load thread")
+    on_load(load).await
 }
 
 /// Hands out `total` jobs `(seq, due)` at `rate` a second from the
